@@ -1,0 +1,115 @@
+"""The `aevatar-sandbox` command line. Thin: parse, call the package, print."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from streams.broker import ManagedBroker
+from streams.errors import StreamsError
+from streams.settings import Settings
+from streams.topics import create_topics
+
+app = typer.Typer(
+    name="aevatar-sandbox",
+    help="Aevatar Sandbox: run untrusted code, isolated, from one laptop to a Kubernetes cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+kafka_app = typer.Typer(help="The managed local Kafka broker.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topic catalog.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except StreamsError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def clear_errors(fn: F) -> F:
+    """Turn the project's own errors into one clear line and exit code 1, never a stack trace."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StreamsError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@kafka_app.command("start")
+@clear_errors
+def kafka_start() -> None:
+    """Start the local broker (downloading its jars once); harmless when it already runs."""
+    broker = ManagedBroker(settings())
+    if not broker.settings.managed_kafka:
+        typer.echo(broker.status().describe())
+        return
+    if not broker.installed():
+        typer.echo(f"resolving Kafka {broker.settings.kafka_version} jars from Maven Central into {broker.lib} ...")
+    status, started = broker.start()
+    typer.echo(("started: " if started else "already running: ") + status.describe())
+
+
+@kafka_app.command("stop")
+@clear_errors
+def kafka_stop() -> None:
+    """Stop the local broker with SIGTERM."""
+    broker = ManagedBroker(settings())
+    if not broker.settings.managed_kafka:
+        typer.echo(broker.status().describe())
+        return
+    typer.echo("kafka stopped" if broker.stop() else "kafka was not running")
+
+
+@kafka_app.command("status")
+@clear_errors
+def kafka_status() -> None:
+    """Say whether the broker runs and accepts connections (exit 1 when it does not)."""
+    status = ManagedBroker(settings()).status()
+    typer.echo(status.describe())
+    if not status.accepting:
+        raise typer.Exit(1)
+
+
+@topics_app.command("create")
+@clear_errors
+def topics_create() -> None:
+    """Create the catalog's topics, idempotently, with their partitions and cleanup policy."""
+    reports = asyncio.run(create_topics(settings()))
+    for r in reports:
+        verb = "created" if r.created else "exists "
+        typer.echo(f"{verb} {r.name:<36} partitions={r.partitions} cleanup.policy={r.configs['cleanup.policy']}")
+
+
+def _register_optional() -> None:
+    """Commands whose modules are owned by other packages."""
+    from aevatar_cli import commands
+
+    commands.register(app)
+
+
+_register_optional()
+
+
+def run() -> None:  # pragma: no cover - console entry
+    sys.exit(app())

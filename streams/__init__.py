@@ -1,0 +1,1 @@
+"""The event backbone: settings, topic catalog, Avro codec, the execution state machine."""

@@ -1,0 +1,60 @@
+"""Thin aiokafka edges shared by every process: producers, consumers, partitioning, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.partitioner import murmur2
+
+from streams.settings import Settings
+from streams.topics import MAX_MESSAGE_BYTES
+
+
+def partition_for(execution_id: str, partitions: int) -> int:
+    """Kafka's default partitioner on the execution id, so every topic co-partitions by execution."""
+    return int(murmur2(execution_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def execution_partitioner(key_bytes: bytes, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """Partition by the execution id part of a key: "<id>:<seq>" and "<id>" go to the same partition."""
+    execution_id = key_bytes.decode(errors="replace").split(":", 1)[0]
+    return sorted(all_partitions)[partition_for(execution_id, len(all_partitions))]
+
+
+def producer(settings: Settings, *, transactional_id: str | None = None) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        partitioner=execution_partitioner,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        max_request_size=MAX_MESSAGE_BYTES,
+        transactional_id=transactional_id,
+        client_id=f"aevatar-{settings.executor_id}",
+    )
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None, from_beginning: bool = True) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 65536,
+        fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+    )
+
+
+def deadletter_headers(message: ConsumerRecord[bytes, bytes], reason: str, stage: str) -> list[tuple[str, bytes]]:
+    """Headers that carry the reason and the message's origin; the value stays the original bytes."""
+    return [
+        ("x-aevatar-reason", reason.encode()[:4000]),
+        ("x-aevatar-stage", stage.encode()),
+        ("x-aevatar-source-topic", message.topic.encode()),
+        ("x-aevatar-source-partition", str(message.partition).encode()),
+        ("x-aevatar-source-offset", str(message.offset).encode()),
+        *[(k, v) for k, v in (message.headers or ())],
+    ]

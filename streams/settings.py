@@ -1,0 +1,90 @@
+"""The one settings object. The environment is read once, at the entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from streams.errors import StreamsError
+
+
+class SettingsError(StreamsError):
+    """A setting that cannot be used; the message names the variable."""
+
+
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Kafka. None means: the project manages a local broker on kafka_port.
+    kafka_bootstrap_servers: str | None = None
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_version: str = "4.1.1"
+    kafka_heap_mib: int = 768
+    data_dir: Path = field(default_factory=lambda: _home() / ".local" / "share" / "aevatar-sandbox")
+    cache_dir: Path = field(default_factory=lambda: _home() / ".cache" / "aevatar-sandbox")
+    topic_prefix: str = ""
+    partitions: int = 4
+    # Gateway.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    api_keys_file: Path | None = None
+    webhook_secret: str = "aevatar-dev-webhook-secret"
+    max_wait_ms: int = 30_000
+    # Pipeline.
+    capacity: int = 4
+    tenant_quota: int = 4
+    max_attempts: int = 2
+    lease_ms: int = 15_000
+    executor_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def managed_kafka(self) -> bool:
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def kafka_home(self) -> Path:
+        return self.cache_dir / "kafka" / self.kafka_version
+
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    def with_prefix(self, prefix: str) -> Settings:
+        return replace(self, topic_prefix=prefix)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        base = cls()
+        values: dict[str, object] = {}
+        for name in cls.__dataclass_fields__:
+            var = f"AEVATAR_{name.upper()}" if name != "kafka_bootstrap_servers" else "KAFKA_BOOTSTRAP_SERVERS"
+            if var not in env or env[var] == "":
+                continue
+            raw = env[var]
+            current = getattr(base, name)
+            try:
+                if isinstance(current, bool):
+                    values[name] = raw.lower() in {"1", "true", "yes", "on"}
+                elif isinstance(current, int):
+                    values[name] = int(raw)
+                elif isinstance(current, Path) or name in {"api_keys_file"}:
+                    values[name] = Path(raw).expanduser()
+                else:
+                    values[name] = raw
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r} is not a valid {type(current).__name__}") from None
+        settings = replace(base, **values)  # type: ignore[arg-type]
+        if settings.partitions < 1:
+            raise SettingsError("AEVATAR_PARTITIONS must be at least 1")
+        return settings

@@ -1,0 +1,127 @@
+"""The topic catalog: every topic's name, partitions, cleanup policy and key, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+DAY_MS = 24 * 3600 * 1000
+# Records carry stdout and stderr of up to the output limit each.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    base: str  # name without prefix, e.g. "sandbox.events"
+    key: str  # what the record key is
+    record: str  # the Avro record it carries
+    compact: bool = False
+    retention_ms: int = 7 * DAY_MS
+    partitions: int | None = None  # None: the settings' default
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}{self.base}"
+
+    def configs(self) -> dict[str, str]:
+        configs = {
+            "cleanup.policy": "compact" if self.compact else "delete",
+            "retention.ms": str(-1 if self.compact else self.retention_ms),
+            "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }
+        if self.compact:
+            configs["min.compaction.lag.ms"] = str(60_000)
+        return configs
+
+
+REQUESTS = TopicSpec("sandbox.requests", key="execution id", record="ExecutionRequest")
+EVENTS = TopicSpec("sandbox.events", key="<execution_id>:<seq>", record="ExecutionEvent", compact=True)
+LAUNCHES = TopicSpec("sandbox.launches", key="execution id", record="ExecutionEvent")
+LOGS = TopicSpec("sandbox.logs", key="execution id", record="LogChunk", retention_ms=DAY_MS)
+RESULTS = TopicSpec("sandbox.results", key="execution id", record="ExecutionResult", compact=True)
+CANCELLATIONS = TopicSpec("sandbox.cancellations", key="execution id", record="CancelRequest")
+DEADLETTER = TopicSpec("sandbox.deadletter", key="original key", record="(original bytes)", retention_ms=30 * DAY_MS)
+WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
+
+CATALOG: tuple[TopicSpec, ...] = (REQUESTS, EVENTS, LAUNCHES, LOGS, RESULTS, CANCELLATIONS, DEADLETTER, WEBHOOKS)
+
+
+class Topics:
+    """The catalog's names under one prefix."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.requests = REQUESTS.name(prefix)
+        self.events = EVENTS.name(prefix)
+        self.launches = LAUNCHES.name(prefix)
+        self.logs = LOGS.name(prefix)
+        self.results = RESULTS.name(prefix)
+        self.cancellations = CANCELLATIONS.name(prefix)
+        self.deadletter = DEADLETTER.name(prefix)
+        self.webhooks = WEBHOOKS.name(prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    name: str
+    created: bool
+    partitions: int
+    configs: dict[str, str]
+
+
+async def create_topics(settings: Settings) -> list[TopicReport]:
+    """Create every catalog topic that is missing and bring the configs of existing ones in line."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = {spec.name(settings.topic_prefix): spec for spec in CATALOG}
+        missing = [
+            NewTopic(
+                name,
+                num_partitions=spec.partitions or settings.partitions,
+                replication_factor=1,
+                topic_configs=spec.configs(),
+            )
+            for name, spec in wanted.items()
+            if name not in existing
+        ]
+        created: set[str] = set()
+        if missing:
+            response = await admin.create_topics(missing)
+            for name, code, *_ in response.topic_errors:
+                if code == 0:
+                    created.add(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    raise RuntimeError(f"creating topic {name} failed with Kafka error code {code}")
+        to_align = [name for name in wanted if name not in created]
+        if to_align:
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n, configs=wanted[n].configs()) for n in to_align]
+            )
+        described = await admin.describe_topics(list(wanted))
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        return [
+            TopicReport(name, name in created, partitions.get(name, 0), spec.configs()) for name, spec in wanted.items()
+        ]
+    finally:
+        await admin.close()
+
+
+async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:
+    """The configs the broker reports for the given topics (for tests and `topics describe`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        out: dict[str, dict[str, str]] = {}
+        for response in responses:
+            for _code, _msg, _rtype, rname, entries in response.resources:
+                out[rname] = {entry[0]: entry[1] for entry in entries}
+        return out
+    finally:
+        await admin.close()
