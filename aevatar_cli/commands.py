@@ -1,13 +1,23 @@
-"""Commands beyond the broker and topics, registered on the main app."""
+"""Commands beyond the broker and topics, each group in its own module, registered on the main app."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import typer
+
+# Modules that define `register(app)`; each owns its commands.
+COMMAND_MODULES = ("aevatar_cli.doctor_cmd", "aevatar_cli.pipeline_cmds", "aevatar_cli.client_cmds")
 
 
 def register(app: typer.Typer) -> None:
-    try:
-        from aevatar_cli.doctor_cmd import doctor
-    except ImportError:  # the runtime's doctor is not built yet
-        return
-    app.command("doctor")(doctor)
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        module = importlib.import_module(name)
+        if hasattr(module, "register"):
+            module.register(app)
+        else:  # a module with one command function named after it: doctor_cmd.doctor
+            command = name.rsplit(".", 1)[1].removesuffix("_cmd")
+            app.command(command)(getattr(module, command))

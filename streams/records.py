@@ -101,6 +101,8 @@ class ExecutionEvent(Record, frozen=True, kw_only=True):
     field: str | None = None
     executor: str | None = None
     lease_until_ms: int | None = None
+    started_at_ms: int | None = None
+    max_attempts: int = 1
     request: bytes | None = None
     outcome: RunOutcome | None = None
 

@@ -36,8 +36,22 @@ class Settings:
     api_keys_file: Path | None = None
     webhook_secret: str = "aevatar-dev-webhook-secret"
     max_wait_ms: int = 30_000
+    # Hashed API keys inline, "tenant:sha256hex" separated by commas (AEVATAR_API_KEYS); adds to api_keys_file.
+    api_keys: str = ""
+    # The key the CLI client sends (AEVATAR_API_KEY), and the gateway it talks to ("" = from host and port).
+    api_key: str = ""
+    gateway_url: str = ""
+    gateway_max_body_bytes: int = 8 * 1024 * 1024
+    rate_limit_per_min: int = 600
+    rate_limit_burst: int = 60
+    webhook_timeout_ms: int = 10_000
+    webhook_max_attempts: int = 6
+    webhook_backoff_base_ms: int = 1_000
+    webhook_backoff_cap_ms: int = 60_000
+    webhook_concurrency: int = 32
     # Pipeline.
-    capacity: int = 4
+    capacity: int = 4  # runs SCHEDULED or STARTED at once, over all tenants
+    executor_slots: int = 4  # concurrent runs per launch worker
     tenant_quota: int = 4
     max_attempts: int = 2
     lease_ms: int = 15_000

@@ -45,9 +45,22 @@ LOGS = TopicSpec("sandbox.logs", key="execution id", record="LogChunk", retentio
 RESULTS = TopicSpec("sandbox.results", key="execution id", record="ExecutionResult", compact=True)
 CANCELLATIONS = TopicSpec("sandbox.cancellations", key="execution id", record="CancelRequest")
 DEADLETTER = TopicSpec("sandbox.deadletter", key="original key", record="(original bytes)", retention_ms=30 * DAY_MS)
+LEASES = TopicSpec(
+    "sandbox.leases", key="execution id", record="ExecutionEvent (STARTED, renewed lease)", retention_ms=DAY_MS
+)
 WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
 
-CATALOG: tuple[TopicSpec, ...] = (REQUESTS, EVENTS, LAUNCHES, LOGS, RESULTS, CANCELLATIONS, DEADLETTER, WEBHOOKS)
+CATALOG: tuple[TopicSpec, ...] = (
+    REQUESTS,
+    EVENTS,
+    LAUNCHES,
+    LOGS,
+    RESULTS,
+    CANCELLATIONS,
+    DEADLETTER,
+    WEBHOOKS,
+    LEASES,
+)
 
 
 class Topics:
@@ -63,6 +76,7 @@ class Topics:
         self.cancellations = CANCELLATIONS.name(prefix)
         self.deadletter = DEADLETTER.name(prefix)
         self.webhooks = WEBHOOKS.name(prefix)
+        self.leases = LEASES.name(prefix)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,157 @@
+"""`up`, `worker ROLE` and `submit FILE --via kafka`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+
+from processors.runner import ROLES, run_roles
+from streams.broker import ManagedBroker
+from streams.errors import StreamsError
+from streams.settings import Settings
+
+LANGUAGE_BY_SUFFIX = {
+    ".py": "python",
+    ".cs": "csharp",
+    ".rs": "rust",
+    ".go": "go",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".c": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".java": "java",
+    ".sh": "bash",
+}
+
+
+def _configure_logging() -> None:
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def _settings() -> Settings:
+    from aevatar_cli.main import settings
+
+    return settings()
+
+
+async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)
+
+
+def worker(
+    roles: Annotated[list[str], typer.Argument(help=f"one or more of: {', '.join(ROLES)}, or all")],
+) -> None:
+    """Run processor roles in this process; many workers may join the same consumer groups."""
+    _configure_logging()
+    chosen = list(ROLES) if roles == ["all"] else roles
+    unknown = sorted(set(chosen) - set(ROLES))
+    if unknown:
+        typer.echo(f"error: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} or all", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        asyncio.run(_until_signal(lambda stop: run_roles(settings, chosen, stop=stop)))
+    except StreamsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def up(
+    gateway: Annotated[bool, typer.Option(help="also serve the HTTP gateway")] = True,
+) -> None:
+    """The embedded default: the local Kafka broker, every processor, one executor and the gateway."""
+    _configure_logging()
+    settings = _settings()
+    try:
+        if settings.managed_kafka:
+            status, started = ManagedBroker(settings).start()
+            typer.echo(("started " if started else "found ") + status.describe(), err=True)
+    except StreamsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+    also: list[Callable[[], Awaitable[None]]] = []
+    if gateway:
+        from gateway.server import serve
+
+        also.append(lambda: serve(settings))
+
+    def ready() -> None:
+        where = [
+            f"kafka      {settings.bootstrap_servers} (topic prefix {settings.topic_prefix or 'none'})",
+            f"processors {', '.join(ROLES)}, {settings.executor_slots} executor slots, capacity {settings.capacity}",
+        ]
+        if gateway:
+            where.append(f"gateway    http://{settings.gateway_host}:{settings.gateway_port}")
+        typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
+
+    asyncio.run(_until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready)))
+    typer.echo("stopped", err=True)
+
+
+def submit(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    via: Annotated[str, typer.Option(help="kafka: produce to sandbox.requests and await sandbox.results")] = "kafka",
+    language: Annotated[str | None, typer.Option(help="default: from the file extension")] = None,
+    stdin: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    timeout_s: Annotated[float, typer.Option(help="how long to wait for the result, seconds")] = 120.0,
+) -> None:
+    """Submit a program through Kafka with the client helper, print its output, exit with its code."""
+    from streams.client import SandboxClient, new_request
+
+    if via != "kafka":
+        typer.echo("error: --via supports only kafka here; use `run` for the HTTP gateway", err=True)
+        raise typer.Exit(2)
+    lang = language or LANGUAGE_BY_SUFFIX.get(file.suffix)
+    if lang is None:
+        typer.echo(f"error: cannot tell the language of {file.name}; pass --language", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    request = new_request(lang, file.read_text(), stdin=stdin.read_text() if stdin else "")
+
+    async def go() -> int:
+        async with SandboxClient(settings) as client:
+            await client.submit(request)
+            result = await client.result(request.id, timeout_s)
+        sys.stdout.buffer.write(result.stdout)
+        sys.stderr.buffer.write(result.stderr + result.compile_output)
+        if result.state.value != "SUCCEEDED":
+            detail = f" ({result.limit})" if result.limit else (f": {result.reason}" if result.reason else "")
+            typer.echo(f"[{result.id}] {result.state.value}{detail}", err=True)
+        return result.exit_code if result.exit_code is not None else (0 if result.state.value == "SUCCEEDED" else 1)
+
+    try:
+        code = asyncio.run(go())
+    except TimeoutError:
+        typer.echo(
+            f"error: no result for {request.id} within {timeout_s:.0f} s; is the pipeline running "
+            "(`aevatar-sandbox up`)?",
+            err=True,
+        )
+        raise typer.Exit(124) from None
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+    app.command("up")(up)
+    app.command("submit")(submit)

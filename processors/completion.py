@@ -1,0 +1,131 @@
+"""The completion processor: the first terminal transition of an execution → one ExecutionResult.
+
+This stage must never duplicate its output, even when killed with -9, so it does not rest
+on faust's exactly-once mode (see the streaming notes): it is an aiokafka
+consume-transform-produce loop in Kafka transactions. The results and the consumed
+offsets commit together; the set of completed ids is rebuilt from the compacted
+results topic (read_committed) whenever partitions are assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from processors.results import build_result
+from streams import kafka
+from streams.codec import CodecError
+from streams.records import ExecutionEvent
+from streams.settings import Settings
+from streams.topics import Topics
+
+log = structlog.get_logger()
+
+
+async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[str]:
+    """Every execution id with a committed result on the given partitions of sandbox.results."""
+    topic = Topics(settings.topic_prefix).results
+    consumer = kafka.consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return set()
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        done: set[str] = set()
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for records in batch.values():
+                done.update(r.key.decode() for r in records if r.key is not None)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return done
+    finally:
+        await consumer.stop()
+
+
+class _Rebuild(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, completion: Completion) -> None:
+        self.completion = completion
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.completion.done = await completed_ids(self.completion.settings, [tp.partition for tp in assigned])
+        log.info(
+            "completion_assigned", partitions=sorted(tp.partition for tp in assigned), known=len(self.completion.done)
+        )
+
+
+class Completion:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.group_id = f"{settings.topic_prefix}aevatar-completion"
+        self.done: set[str] = set()
+
+    async def run(self) -> None:
+        consumer = kafka.consumer(self.settings, group_id=self.group_id)
+        consumer.subscribe([self.topics.events], listener=_Rebuild(self))
+        # A stable transactional id per worker identity fences a zombie of the same worker.
+        producer = kafka.producer(self.settings, transactional_id=f"{self.group_id}-{self.settings.executor_id}")
+        await producer.start()
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=200)
+                if batch:
+                    await self._process(consumer, producer, batch)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batch: dict[TopicPartition, list],  # type: ignore[type-arg]
+    ) -> None:
+        async with producer.transaction():
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            newly_done: list[str] = []
+            for tp, records in batch.items():
+                for record in records:
+                    offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
+                    try:
+                        event = ExecutionEvent.decode(record.value or b"")
+                    except CodecError as exc:
+                        await producer.send(
+                            self.topics.deadletter,
+                            record.value or b"",
+                            key=record.key,
+                            headers=kafka.deadletter_headers(record, f"{type(exc).__name__}: {exc}", "completion"),
+                        )
+                        continue
+                    if not event.state.terminal or event.execution_id in self.done:
+                        continue
+                    try:
+                        request = event.decoded_request()
+                    except CodecError:
+                        request = None
+                    result = build_result(event, request)
+                    await producer.send(self.topics.results, result.encode(), key=result.id.encode())
+                    self.done.add(event.execution_id)
+                    newly_done.append(event.execution_id)
+            await producer.send_offsets_to_transaction(offsets, self.group_id)
+        for execution_id in newly_done:
+            log.info("result", id=execution_id)
+
+
+async def run_completion(settings: Settings) -> None:
+    await Completion(settings).run()
+
+

@@ -1,0 +1,63 @@
+"""What every faust processor shares at its edge: producing events and dead letters."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+import structlog
+
+from streams.app import raw_topic
+from streams.kafka import partition_for
+from streams.records import ExecutionEvent
+from streams.settings import Settings
+from streams.topics import Topics
+
+log = structlog.get_logger()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Edges:
+    """The topics one faust app writes to, with the project's partitioning by execution id."""
+
+    def __init__(self, app: faust.App, settings: Settings, stage: str) -> None:
+        self.settings = settings
+        self.stage = stage
+        self.names = Topics(settings.topic_prefix)
+        self.events = raw_topic(app, self.names.events)
+        self.launches = raw_topic(app, self.names.launches)
+        self.deadletter = raw_topic(app, self.names.deadletter)
+        self.logs = raw_topic(app, self.names.logs)
+        self.leases = raw_topic(app, self.names.leases)
+
+    def _partition(self, execution_id: str) -> int:
+        return partition_for(execution_id, self.settings.partitions)
+
+    async def emit(self, event: ExecutionEvent, *, wait: bool = False) -> None:
+        """Put one transition on sandbox.events. `wait` returns only once the broker has it."""
+        fut = await self.events.send(key=event.key, value=event.encode(), partition=self._partition(event.execution_id))
+        log.info("transition", stage=self.stage, id=event.execution_id, seq=event.seq, state=event.state.value)
+        if wait:
+            await fut
+
+    async def send(self, topic: faust.TopicT, execution_id: str, value: bytes, *, wait: bool = False) -> None:
+        fut = await topic.send(key=execution_id.encode(), value=value, partition=self._partition(execution_id))
+        if wait:
+            await fut
+
+    async def dead_letter(self, message: Any, reason: str) -> None:
+        """Park a poison message with its original bytes; the reason and origin travel in headers."""
+        headers = {
+            "x-aevatar-reason": reason.encode()[:4000],
+            "x-aevatar-stage": self.stage.encode(),
+            "x-aevatar-source-topic": str(message.topic).encode(),
+            "x-aevatar-source-partition": str(message.partition).encode(),
+            "x-aevatar-source-offset": str(message.offset).encode(),
+        }
+        fut = await self.deadletter.send(key=message.key, value=message.value or b"", headers=headers)
+        await fut
+        log.warning("dead_letter", stage=self.stage, topic=message.topic, offset=message.offset, reason=reason)

@@ -1,0 +1,235 @@
+"""The launch processor, the executor: sandbox.launches → STARTED, LogChunks, a terminal transition.
+
+It runs each execution on a runtime backend with bounded concurrency, holds a lease on
+each run and renews it on sandbox.leases, and kills a run whose cancellation it sees
+on sandbox.cancellations (every executor reads every cancellation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+
+import faust
+import structlog
+from aiokafka import TopicPartition
+
+from processors.edges import Edges, now_ms
+from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
+from streams import kafka
+from streams.app import raw_topic
+from streams.codec import CodecError
+from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest, LogChunk, RunOutcome
+from streams.settings import Settings
+from streams.states import State
+
+log = structlog.get_logger()
+# How far back a starting executor looks for cancellations of runs it may be handed.
+CANCEL_LOOKBACK_MS = 15 * 60 * 1000
+
+
+def run_request(request: ExecutionRequest) -> RunRequest:
+    lim = request.limits
+    defaults = Limits()
+    return RunRequest(
+        execution_id=request.id,
+        language=request.language,
+        code=request.code,
+        files=dict(request.files),
+        stdin=request.stdin.encode(),
+        args=tuple(request.args),
+        limits=Limits(
+            wall_time_ms=lim.wall_time_ms or defaults.wall_time_ms,
+            cpu_time_ms=lim.cpu_time_ms or defaults.cpu_time_ms,
+            memory_mib=lim.memory_mib or defaults.memory_mib,
+            processes=lim.processes or defaults.processes,
+            output_bytes=lim.output_bytes or defaults.output_bytes,
+            disk_mib=lim.disk_mib or defaults.disk_mib,
+        ),
+        network=request.network,
+    )
+
+
+def run_outcome(outcome: Outcome) -> RunOutcome:
+    return RunOutcome(
+        limit=outcome.limit.value if outcome.limit is not None else None,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        stdout=outcome.stdout,
+        stderr=outcome.stderr,
+        compile_output=outcome.compile_output,
+        truncated_stdout=outcome.truncated_stdout,
+        truncated_stderr=outcome.truncated_stderr,
+        cpu_time_ms=outcome.cpu_time_ms,
+        memory_peak_kib=outcome.memory_peak_kib,
+        compile_ms=outcome.compile_ms,
+        run_ms=outcome.run_ms,
+    )
+
+
+class Cancellations:
+    """Ids whose cancellation this executor has seen, bounded, oldest forgotten first."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, execution_id: str) -> None:
+        self._ids[execution_id] = None
+        self._ids.move_to_end(execution_id)
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, execution_id: object) -> bool:
+        return execution_id in self._ids
+
+
+class Executor:
+    def __init__(self, app: faust.App, settings: Settings, backend: Backend, slots: int) -> None:
+        self.app = app
+        self.settings = settings
+        self.backend = backend
+        self.slots = slots
+        self.edges = Edges(app, settings, "launch")
+        self.cancelled = Cancellations()
+        self.running: set[str] = set()
+        # The last launch seq taken per execution, so a redelivered launch does not run twice.
+        self.launched = app.Table(
+            "launched", key_type=str, value_type=int, use_partitioner=True, partitions=settings.partitions
+        )
+        app.agent(raw_topic(app, self.edges.names.launches), name="launch", concurrency=slots)(self._agent)
+        app.task(self._watch_cancellations)
+
+    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        async for message in stream.events():
+            try:
+                scheduled = ExecutionEvent.decode(message.value)
+                request = scheduled.decoded_request()
+                if scheduled.state is not State.SCHEDULED or request is None:
+                    raise ValueError(f"a launch must be a SCHEDULED event with its request, got {scheduled.state}")
+            except (CodecError, ValueError) as exc:
+                await self.edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+                continue
+            if self.launched.get(scheduled.execution_id, -1) >= scheduled.seq:
+                continue
+            self.launched[scheduled.execution_id] = scheduled.seq
+            await self.launch(scheduled, request)
+
+    def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
+        return ExecutionEvent(
+            execution_id=scheduled.execution_id,
+            seq=seq,
+            state=state,
+            at_ms=now_ms(),
+            tenant=scheduled.tenant,
+            attempt=scheduled.attempt,
+            max_attempts=scheduled.max_attempts,
+            executor=self.settings.executor_id,
+            request=scheduled.request if state.terminal else None,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def launch(self, scheduled: ExecutionEvent, request: ExecutionRequest) -> None:
+        execution_id = scheduled.execution_id
+        if execution_id in self.cancelled:
+            await self.edges.emit(
+                self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started")
+            )
+            return
+        started_at = now_ms()
+        lease_until = started_at + self.settings.lease_ms
+        started = self._event(
+            scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
+        )
+        await self.edges.emit(started, wait=True)
+        renew = asyncio.create_task(self._renew_lease(started))
+        self.running.add(execution_id)
+        try:
+            outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled))
+        except Exception as exc:
+            log.exception("backend_failed", id=execution_id)
+            terminal = self._event(
+                scheduled, started.seq + 1, State.ERROR, reason=f"backend failed: {exc}", started_at_ms=started_at
+            )
+        else:
+            terminal = self._event(
+                scheduled,
+                started.seq + 1,
+                outcome.state,
+                reason=outcome.error or ("cancelled while running" if outcome.state is State.CANCELLED else None),
+                started_at_ms=started_at,
+                outcome=run_outcome(outcome),
+            )
+        finally:
+            self.running.discard(execution_id)
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+        await self.edges.emit(terminal, wait=True)
+
+    def _log_sink(self, scheduled: ExecutionEvent):  # type: ignore[no-untyped-def]
+        async def sink(chunk: OutputChunk) -> None:
+            record = LogChunk(
+                execution_id=scheduled.execution_id,
+                attempt=scheduled.attempt,
+                stream=chunk.stream,
+                offset=chunk.offset,
+                data=chunk.data,
+                at_ms=now_ms(),
+            )
+            await self.edges.send(self.edges.logs, scheduled.execution_id, record.encode())
+
+        return sink
+
+    async def _renew_lease(self, started: ExecutionEvent) -> None:
+        interval_s = self.settings.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval_s)
+            renewed = ExecutionEvent(
+                execution_id=started.execution_id,
+                seq=started.seq,
+                state=State.STARTED,
+                at_ms=now_ms(),
+                tenant=started.tenant,
+                attempt=started.attempt,
+                executor=started.executor,
+                lease_until_ms=now_ms() + self.settings.lease_ms,
+            )
+            await self.edges.send(self.edges.leases, started.execution_id, renewed.encode())
+
+    async def _watch_cancellations(self) -> None:
+        """Every executor reads every cancellation (no consumer group), from a little while back."""
+        consumer = kafka.consumer(self.settings, group_id=None)
+        await consumer.start()
+        try:
+            topic = self.edges.names.cancellations
+            parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+            if not parts:
+                await consumer.stop()
+                consumer = kafka.consumer(self.settings, group_id=None)
+                await consumer.start()
+                parts = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+            consumer.assign(parts)
+            since = await consumer.offsets_for_times({tp: now_ms() - CANCEL_LOOKBACK_MS for tp in parts})
+            for tp in parts:
+                found = since.get(tp)
+                if found is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, found.offset)
+            async for message in consumer:
+                try:
+                    cancel = CancelRequest.decode(message.value or b"")
+                except CodecError:
+                    continue  # the scheduling processor dead-letters it
+                self.cancelled.add(cancel.execution_id)
+                if cancel.execution_id in self.running:
+                    killed = await self.backend.cancel(cancel.execution_id)
+                    log.info("cancel_running", id=cancel.execution_id, killed=killed)
+        finally:
+            await consumer.stop()
+
+
+def install(app: faust.App, settings: Settings, backend: Backend, slots: int) -> Executor:
+    return Executor(app, settings, backend, slots)

@@ -1,0 +1,185 @@
+"""The scheduling policy: pure. Capacity, per-tenant quotas, priority with FIFO, leases.
+
+The scheduling processor feeds it events and persists its entries in a faust table;
+what it returns is what to emit. It never does I/O itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from streams.states import State
+
+# An entry's life here: QUEUED → SCHEDULED → STARTED → DONE (kept as a tombstone, so a
+# replayed VALIDATED cannot queue a finished run again).
+ACTIVE = frozenset({State.SCHEDULED, State.STARTED})
+
+
+class Entry(msgspec.Struct, kw_only=True):
+    execution_id: str
+    tenant: str
+    priority: int
+    arrival: int
+    state: State
+    seq: int  # the seq of the last transition this scheduler knows of
+    attempt: int = 0
+    max_attempts: int = 1
+    created_at_ms: int = 0
+    lease_until_ms: int | None = None
+    request: bytes | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Emit `state` as transition `seq` of the entry; SCHEDULED also goes to the launches topic."""
+
+    entry: Entry
+    state: State
+    seq: int
+    reason: str | None = None
+
+
+_codec_encoder = msgspec.msgpack.Encoder()
+_codec_decoder = msgspec.msgpack.Decoder(Entry)
+
+
+def dump_entry(entry: Entry) -> bytes:
+    return _codec_encoder.encode(entry)
+
+
+def load_entry(data: bytes) -> Entry:
+    return _codec_decoder.decode(data)
+
+
+class Scheduler:
+    def __init__(self, capacity: int, tenant_quota: int, lease_ms: int) -> None:
+        if capacity < 1 or tenant_quota < 1:
+            raise ValueError("capacity and tenant_quota must be at least 1")
+        self.capacity = capacity
+        self.tenant_quota = tenant_quota
+        self.lease_ms = lease_ms
+        self.entries: dict[str, Entry] = {}
+        self._arrivals = 0
+
+    # -- state ---------------------------------------------------------------------
+    def load(self, entries: list[Entry], now_ms: int) -> None:
+        """Rebuild from persisted entries. Leases restart from now: the executor gets a fresh lease term."""
+        for e in entries:
+            if e.state is State.STARTED and not e.done:
+                e.lease_until_ms = now_ms + self.lease_ms
+            self.entries[e.execution_id] = e
+            self._arrivals = max(self._arrivals, e.arrival + 1)
+
+    def running(self) -> list[Entry]:
+        return [e for e in self.entries.values() if not e.done and e.state in ACTIVE]
+
+    def queued(self) -> list[Entry]:
+        waiting = [e for e in self.entries.values() if not e.done and e.state is State.QUEUED]
+        return sorted(waiting, key=lambda e: (-e.priority, e.arrival))
+
+    # -- inputs --------------------------------------------------------------------
+    def on_validated(
+        self,
+        execution_id: str,
+        *,
+        seq: int,
+        tenant: str,
+        priority: int,
+        max_attempts: int,
+        created_at_ms: int,
+        request: bytes | None,
+    ) -> list[Emit]:
+        if execution_id in self.entries:
+            return []  # a replayed or duplicated VALIDATED
+        entry = Entry(
+            execution_id=execution_id,
+            tenant=tenant,
+            priority=priority,
+            arrival=self._arrivals,
+            state=State.QUEUED,
+            seq=seq + 1,
+            max_attempts=max_attempts,
+            created_at_ms=created_at_ms,
+            request=request,
+        )
+        self._arrivals += 1
+        self.entries[execution_id] = entry
+        return [Emit(entry, State.QUEUED, entry.seq), *self.fill()]
+
+    def on_started(self, execution_id: str, seq: int, lease_until_ms: int | None) -> None:
+        """The executor took a SCHEDULED run; a STARTED of an older attempt changes nothing."""
+        entry = self.entries.get(execution_id)
+        if entry is None or entry.done or entry.state is not State.SCHEDULED or seq != entry.seq + 1:
+            return
+        entry.state = State.STARTED
+        entry.seq = seq
+        entry.lease_until_ms = lease_until_ms
+
+    def on_lease(self, execution_id: str, seq: int, lease_until_ms: int) -> None:
+        entry = self.entries.get(execution_id)
+        if entry is not None and not entry.done and entry.state is State.STARTED and entry.seq == seq:
+            entry.lease_until_ms = max(entry.lease_until_ms or 0, lease_until_ms)
+
+    def on_terminal(self, execution_id: str, seq: int) -> list[Emit]:
+        entry = self.entries.get(execution_id)
+        if entry is None or entry.done:
+            return []
+        entry.done = True
+        entry.seq = max(entry.seq, seq)
+        entry.request = None  # a tombstone needs no payload
+        return self.fill()
+
+    def on_cancel(self, execution_id: str) -> list[Emit]:
+        """Drop a QUEUED run. A SCHEDULED or STARTED one belongs to its executor, which cancels it."""
+        entry = self.entries.get(execution_id)
+        if entry is None or entry.done or entry.state is not State.QUEUED:
+            return []
+        entry.done = True
+        emit = Emit(entry, State.CANCELLED, entry.seq + 1, "cancelled while queued")
+        entry.seq += 1
+        return [emit]
+
+    def expire(self, now_ms: int) -> list[Emit]:
+        """Runs whose executor's lease ran out: retried while attempts remain, else ERROR."""
+        out: list[Emit] = []
+        for entry in self.running():
+            if entry.state is not State.STARTED or entry.lease_until_ms is None or entry.lease_until_ms > now_ms:
+                continue
+            entry.seq += 1
+            entry.lease_until_ms = None
+            if entry.attempt < entry.max_attempts:
+                entry.state = State.QUEUED
+                out.append(Emit(entry, State.QUEUED, entry.seq, f"executor lost its lease on attempt {entry.attempt}"))
+            else:
+                entry.done = True
+                out.append(
+                    Emit(entry, State.ERROR, entry.seq, f"executor lost its lease; {entry.attempt} attempts used")
+                )
+        return out + self.fill()
+
+    # -- the decision --------------------------------------------------------------
+    def fill(self) -> list[Emit]:
+        """Schedule queued runs while capacity and quotas allow: priority first, FIFO within it."""
+        running = self.running()
+        free = self.capacity - len(running)
+        if free <= 0:
+            return []
+        per_tenant: dict[str, int] = {}
+        for e in running:
+            per_tenant[e.tenant] = per_tenant.get(e.tenant, 0) + 1
+        out: list[Emit] = []
+        for entry in self.queued():
+            if free == 0:
+                break
+            if per_tenant.get(entry.tenant, 0) >= self.tenant_quota:
+                continue
+            entry.state = State.SCHEDULED
+            entry.seq += 1
+            entry.attempt += 1
+            per_tenant[entry.tenant] = per_tenant.get(entry.tenant, 0) + 1
+            free -= 1
+            out.append(Emit(entry, State.SCHEDULED, entry.seq))
+        return out

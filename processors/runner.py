@@ -1,0 +1,98 @@
+"""Runs processor roles in one process: each faust role as its own App, completion as its own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+import faust
+import structlog
+
+from processors import completion, launch, scheduling, validation
+from processors.policy import DEFAULT_POLICY, Policy
+from runtime.types import Backend
+from streams.app import make_app
+from streams.settings import Settings
+from streams.topics import create_topics
+
+log = structlog.get_logger()
+
+ROLES: tuple[str, ...] = ("validation", "scheduling", "launch", "completion")
+
+
+def default_backend(settings: Settings) -> Backend:
+    from runtime.local import LocalBackend, LocalBackendConfig
+
+    return LocalBackend(LocalBackendConfig(max_slots=max(settings.executor_slots, 1)))
+
+
+def known_languages() -> list[str]:
+    from runtime.languages import LANGUAGES
+
+    return sorted(LANGUAGES)
+
+
+async def run_roles(
+    settings: Settings,
+    roles: Sequence[str],
+    *,
+    stop: asyncio.Event,
+    policy: Policy = DEFAULT_POLICY,
+    backend: Backend | None = None,
+    also: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the given roles until `stop` is set or one of them fails."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    await create_topics(settings)
+    apps: list[faust.App] = []
+    if "validation" in roles:
+        app = make_app(settings, "validation")
+        validation.install(app, settings, policy, known_languages())
+        apps.append(app)
+    if "scheduling" in roles:
+        app = make_app(settings, "scheduling")
+        scheduling.install(app, settings)
+        apps.append(app)
+    if "launch" in roles:
+        backend = backend or default_backend(settings)
+        app = make_app(settings, "launch")
+        launch.install(app, settings, backend, settings.executor_slots)
+        apps.append(app)
+    jobs: list[Callable[[], Awaitable[None]]] = list(also)
+    if "completion" in roles:
+        jobs.append(lambda: completion.run_completion(settings))
+    tasks = [asyncio.create_task(_named(job)) for job in jobs]
+    started: list[faust.App] = []
+    try:
+        for app in apps:
+            await app.start()
+            started.append(app)
+        log.info("roles_started", roles=list(roles), prefix=settings.topic_prefix)
+        if on_ready is not None:
+            on_ready()
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for app in reversed(started):
+            with contextlib.suppress(Exception):
+                await app.stop()
+        if backend is not None:
+            await backend.close()
+        log.info("roles_stopped", roles=list(roles))
+
+
+async def _named(job: Callable[[], Awaitable[None]]) -> None:
+    await job()

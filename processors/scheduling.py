@@ -1,0 +1,130 @@
+"""The scheduling processor: VALIDATED → QUEUED → SCHEDULED (→ sandbox.launches), within capacity.
+
+The queue lives in a faust table with a compacted changelog, so it survives a restart.
+The policy itself is `processors.queue.Scheduler`, which does no I/O.
+
+One scheduling worker holds the global capacity: run one active `worker scheduling`
+(more may join its consumer group as standbys; each would then enforce the capacity
+over the partitions it holds).
+"""
+
+from __future__ import annotations
+
+import faust
+import structlog
+
+from processors.edges import Edges, now_ms
+from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
+from streams.app import raw_topic
+from streams.codec import CodecError
+from streams.records import CancelRequest, ExecutionEvent
+from streams.settings import Settings
+from streams.states import State
+
+log = structlog.get_logger()
+
+
+def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
+    entry = emit.entry
+    carries_request = emit.state in (State.SCHEDULED, State.CANCELLED, State.ERROR)
+    return ExecutionEvent(
+        execution_id=entry.execution_id,
+        seq=emit.seq,
+        state=emit.state,
+        at_ms=at_ms,
+        tenant=entry.tenant,
+        attempt=entry.attempt,
+        max_attempts=entry.max_attempts,
+        reason=emit.reason,
+        request=entry.request if carries_request else None,
+    )
+
+
+def install(app: faust.App, settings: Settings) -> Scheduler:
+    edges = Edges(app, settings, "scheduling")
+    scheduler = Scheduler(settings.capacity, settings.tenant_quota, settings.lease_ms)
+    entries = app.Table("queue", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
+    loaded = False
+
+    def ensure_loaded() -> bool:
+        nonlocal loaded
+        if not loaded and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]:
+            scheduler.load([load_entry(v) for v in entries.values()], now_ms())
+            loaded = True
+            log.info("scheduler_loaded", entries=len(scheduler.entries), running=len(scheduler.running()))
+        return loaded
+
+    def persist(entry: Entry) -> None:
+        entries[entry.execution_id] = dump_entry(entry)
+
+    async def carry_out(emits: list[Emit]) -> None:
+        for emit in emits:
+            persist(emit.entry)
+            event = event_for(emit, now_ms())
+            # The SCHEDULED transition is on sandbox.events before its launch can start.
+            await edges.emit(event, wait=emit.state is State.SCHEDULED)
+            if emit.state is State.SCHEDULED:
+                await edges.send(edges.launches, event.execution_id, event.encode(), wait=True)
+
+    @app.agent(raw_topic(app, edges.names.events), name="schedule")
+    async def on_events(stream: faust.StreamT[bytes]) -> None:
+        async for message in stream.events():
+            ensure_loaded()
+            try:
+                event = ExecutionEvent.decode(message.value)
+            except CodecError as exc:
+                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+                continue
+            if event.state is State.VALIDATED:
+                request = event.decoded_request()
+                await carry_out(
+                    scheduler.on_validated(
+                        event.execution_id,
+                        seq=event.seq,
+                        tenant=event.tenant,
+                        priority=request.priority if request else 0,
+                        max_attempts=event.max_attempts,
+                        created_at_ms=request.created_at_ms if request else event.at_ms,
+                        request=event.request,
+                    )
+                )
+            elif event.state is State.STARTED:
+                scheduler.on_started(event.execution_id, event.seq, event.lease_until_ms)
+                if event.execution_id in scheduler.entries:
+                    persist(scheduler.entries[event.execution_id])
+            elif event.state.terminal and event.execution_id in scheduler.entries:
+                was_done = scheduler.entries[event.execution_id].done
+                emits = scheduler.on_terminal(event.execution_id, event.seq)
+                if not was_done:
+                    persist(scheduler.entries[event.execution_id])
+                await carry_out(emits)
+
+    @app.agent(raw_topic(app, edges.names.cancellations), name="cancel-queued")
+    async def on_cancellations(stream: faust.StreamT[bytes]) -> None:
+        async for message in stream.events():
+            ensure_loaded()
+            try:
+                cancel = CancelRequest.decode(message.value)
+            except CodecError as exc:
+                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+                continue
+            await carry_out(scheduler.on_cancel(cancel.execution_id))
+
+    @app.agent(raw_topic(app, edges.names.leases), name="leases")
+    async def on_leases(stream: faust.StreamT[bytes]) -> None:
+        async for message in stream.events():
+            ensure_loaded()
+            try:
+                lease = ExecutionEvent.decode(message.value)
+            except CodecError as exc:
+                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+                continue
+            if lease.lease_until_ms is not None:
+                scheduler.on_lease(lease.execution_id, lease.seq, lease.lease_until_ms)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def expire_leases() -> None:
+        if ensure_loaded():
+            await carry_out(scheduler.expire(now_ms()))
+
+    return scheduler
