@@ -48,7 +48,8 @@ def install(app: faust.App, settings: Settings) -> Scheduler:
 
     def ensure_loaded() -> bool:
         nonlocal loaded
-        if not loaded and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]:
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        if not loaded and recovered:
             scheduler.load([load_entry(v) for v in entries.values()], now_ms())
             loaded = True
             log.info("scheduler_loaded", entries=len(scheduler.entries), running=len(scheduler.running()))

@@ -1,0 +1,1 @@
+"""How code actually runs: language adapters and sandbox backends."""

@@ -1,0 +1,517 @@
+"""The local backend: bubblewrap + cgroups + rlimits + seccomp, supervised from asyncio.
+
+The supervisor runs as root. For each phase it creates the run's cgroups, then
+spawns bubblewrap through a child that joins those cgroups, sets rlimits and drops
+to the slot's unprivileged host uid before exec (see notes/sandbox-facts.md: bwrap
+started as root maps the sandbox to host root). Output is read from pipes only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import resource
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runtime.bwrap import SandboxSpec, build_argv
+from runtime.capture import Capture, Stream
+from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host
+from runtime.doctor import DEFAULT_REQUIRED, DoctorReport, probe
+from runtime.errors import (
+    BackendClosed,
+    InvalidRequest,
+    IsolationUnavailable,
+    RuntimeSandboxError,
+    SandboxSetupError,
+    UnknownLanguage,
+)
+from runtime.languages import LANGUAGES, Language
+from runtime.outcome import Evidence, KillReason, Verdict, classify, looks_like_setup_failure
+from runtime.reaper import reap, set_subreaper
+from runtime.seccomp_policy import bpf_fd, compile_bpf
+from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
+from runtime.workspace import Workspace
+from streams.states import State
+
+ROOT_SYMLINKS = ("/bin", "/sbin", "/lib", "/lib64")
+PROBE_LIMITS = Limits(wall_time_ms=5000, cpu_time_ms=5000, memory_mib=128, processes=16, output_bytes=4096, disk_mib=1)
+BWRAP_OWN_PROCESSES = 2  # bubblewrap's monitor and its pid-1 init live in the run's pids cgroup
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBackendConfig:
+    state_dir: str = "/var/lib/aevatar-sandbox"  # outside any checkout; runs/<random id>/ per run
+    uid_base: int = 61000  # slot i runs as host uid uid_base + i (never shared by concurrent runs)
+    max_slots: int = 32
+    cgroup_prefix: str = "aevatar-sandbox"
+    cgroup_mode: CgroupMode = "auto"  # "v1" ignores the unified hierarchy (for tests and old hosts)
+    bwrap_path: str = "/usr/bin/bwrap"
+    require_features: frozenset[str] = DEFAULT_REQUIRED
+    cpu_cores: float = 1.0  # CPU bandwidth per run (cgroup quota)
+    nofile: int = 256
+    inodes_per_mib: int = 256  # tmpfs inode cap per MiB of disk limit
+    poll_interval_ms: int = 20
+    read_chunk_bytes: int = 65_536
+    allow_network: bool = False  # True shares the host network with runs that ask for it
+    hostname: str = "sandbox"
+    sandbox_uid: int = 1000  # the uid the program sees inside its user namespace
+    probe_limits: Limits = PROBE_LIMITS
+    languages: Mapping[str, Language] | None = None  # None: the built-in registry
+    max_arg_bytes: int = 131_072  # the kernel's MAX_ARG_STRLEN
+    max_args_total_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    verdict: Verdict
+    stdout: bytes
+    stderr: bytes
+    truncated_stdout: bool
+    truncated_stderr: bool
+    cpu_time_ms: int
+    memory_peak_kib: int
+    wall_ms: int
+
+
+@dataclass(slots=True)
+class _Handle:
+    cancelled: bool = False
+    cgroup: RunCgroup | None = None
+    kill_reason: KillReason | None = None
+    monitor_pid: int | None = None  # bubblewrap's outer process: our child, spared so it reaps the rest
+
+    def kill(self, reason: KillReason) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.cgroup is not None:
+            self.cgroup.kill(spare=self.monitor_pid)
+
+
+@dataclass(slots=True)
+class _Slots:
+    free: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+
+def _child_setup(procs_files: Sequence[str], uid: int, rlimits: Sequence[tuple[int, int, int]]) -> None:
+    """Runs in the forked child, before exec'ing bwrap: join cgroups, set rlimits, drop privileges."""
+    for path in procs_files:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    for which, soft, hard in rlimits:
+        resource.setrlimit(which, (soft, hard))
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid or os.getegid() != uid:
+        raise OSError("privilege drop failed")
+
+
+def _error_outcome(message: str) -> Outcome:
+    return Outcome(State.ERROR, None, None, None, b"", b"", b"", False, False, 0, 0, 0, 0, message)
+
+
+class LocalBackend:
+    """Runs each request in a fresh bubblewrap sandbox on this host."""
+
+    def __init__(self, config: LocalBackendConfig | None = None) -> None:
+        self.config = config or LocalBackendConfig()
+        self._languages: Mapping[str, Language] = (
+            self.config.languages if self.config.languages is not None else LANGUAGES
+        )
+        self._running: dict[str, _Handle] = {}
+        self._slots: asyncio.Queue[int] | None = None
+        self._ready: asyncio.Lock | None = None
+        self._report: DoctorReport | None = None
+        self._layout: CgroupLayout | None = None
+        self._bpf: bytes | None = None
+        self._closed = False
+        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._versions: dict[str, LanguageInfo] = {}
+
+    # -- readiness ------------------------------------------------------------------------------
+    async def check(self) -> DoctorReport:
+        """Probe the host once; raise IsolationUnavailable when a required feature is missing."""
+        if self._ready is None:
+            self._ready = asyncio.Lock()
+        async with self._ready:
+            if self._report is None:
+                report = await asyncio.to_thread(
+                    probe,
+                    self.config.bwrap_path,
+                    self.config.uid_base,
+                    self.config.cgroup_mode,
+                    self.config.require_features,
+                )
+                self._layout = discover_host(self.config.cgroup_mode)
+                self._bpf = compile_bpf() if report.feature_ok("seccomp") else None
+                self._slots = asyncio.Queue()
+                for i in range(self.config.max_slots):
+                    self._slots.put_nowait(i)
+                os.makedirs(os.path.join(self.config.state_dir, "runs"), mode=0o711, exist_ok=True)
+                os.chmod(self.config.state_dir, 0o711)
+                os.chmod(os.path.join(self.config.state_dir, "runs"), 0o711)
+                set_subreaper()  # bubblewrap's orphaned sandbox init comes back to us to be reaped
+                self._report = report
+        missing = self._report.missing_required()
+        if missing:
+            raise IsolationUnavailable(missing)
+        return self._report
+
+    # -- Backend Protocol -----------------------------------------------------------------------
+    async def run(self, request: RunRequest, on_output: OnOutput | None = None) -> Outcome:
+        if self._closed:
+            return _error_outcome(str(BackendClosed("the local backend is closed")))
+        try:
+            await self.check()
+        except IsolationUnavailable as exc:
+            return _error_outcome(str(exc))
+        language = self._languages.get(request.language)
+        if language is None:
+            return _error_outcome(str(UnknownLanguage(request.language)))
+        if request.execution_id in self._running:
+            return _error_outcome(f"execution {request.execution_id!r} is already running here")
+        if request.network and not self.config.allow_network:
+            return _error_outcome("network access is not available on this backend")
+        handle = _Handle()
+        self._running[request.execution_id] = handle
+        assert self._slots is not None
+        slot = await self._slots.get()
+        try:
+            return await self._run_in_slot(request, language, slot, handle, on_output)
+        except (InvalidRequest, SandboxSetupError) as exc:
+            return _error_outcome(str(exc))
+        finally:
+            self._slots.put_nowait(slot)
+            self._running.pop(request.execution_id, None)
+
+    async def cancel(self, execution_id: str) -> bool:
+        handle = self._running.get(execution_id)
+        if handle is None:
+            return False
+        handle.cancelled = True
+        handle.kill(KillReason.CANCELLED)
+        return True
+
+    async def languages(self) -> list[LanguageInfo]:
+        out = []
+        for lang in self._languages.values():
+            if lang.name not in self._versions:
+                self._versions[lang.name] = await self._probe_language(lang)
+            out.append(self._versions[lang.name])
+        return out
+
+    async def close(self) -> None:
+        self._closed = True
+        for handle in list(self._running.values()):
+            handle.kill(KillReason.CANCELLED)
+        while self._running:
+            await asyncio.sleep(0.01)
+        if self._layout is not None:
+            probe_cg = RunCgroup(self._layout, self.config.cgroup_prefix, "_")
+            for path in probe_cg.dirs.values():
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(path))  # the prefix, if no other supervisor uses it
+
+    # -- internals ------------------------------------------------------------------------------
+    async def _probe_language(self, lang: Language) -> LanguageInfo:
+        try:
+            await self.check()
+        except RuntimeSandboxError:
+            return LanguageInfo(lang.name, "", lang.compiled, False)
+        assert self._slots is not None
+        slot = await self._slots.get()
+        try:
+            ws = Workspace(self.config.state_dir, 1, 256)
+            ws.create({})
+            try:
+                result = await self._phase(
+                    list(lang.version_probe), lang, ws, [], self.config.probe_limits, b"", slot, _Handle(), None
+                )
+            finally:
+                ws.destroy()
+        except RuntimeSandboxError:
+            return LanguageInfo(lang.name, "", lang.compiled, False)
+        finally:
+            self._slots.put_nowait(slot)
+        version = lang.parse_version(result.stdout + result.stderr)
+        ok = result.verdict.state is State.SUCCEEDED and version is not None
+        return LanguageInfo(lang.name, version or "", lang.compiled, ok)
+
+    async def _run_in_slot(
+        self, request: RunRequest, lang: Language, slot: int, handle: _Handle, on_output: OnOutput | None
+    ) -> Outcome:
+        self._check_args(request.args)
+        files: dict[str, bytes] = {k: v.encode() for k, v in request.files.items()}
+        if lang.source_file in files:
+            raise InvalidRequest(f"file name {lang.source_file!r} is reserved for the source")
+        files[lang.source_file] = request.code.encode()
+        limits = request.limits
+        ws = Workspace(self.config.state_dir, limits.disk_mib, max(64, limits.disk_mib * self.config.inodes_per_mib))
+        binds = ws.create(files)
+        try:
+            compile_output, compile_ms = b"", 0
+            compile_argv = lang.compile_argv()
+            if compile_argv is not None:
+                cres = await self._phase(
+                    compile_argv, lang, ws, binds, lang.compile_limits, b"", slot, handle, None, network=False
+                )
+                compile_output, compile_ms = cres.stdout + cres.stderr, cres.wall_ms
+                if cres.verdict.state is not State.SUCCEEDED:
+                    state = cres.verdict.state
+                    if state not in (State.CANCELLED, State.ERROR):
+                        state = State.COMPILE_ERROR
+                    return Outcome(
+                        state,
+                        None,
+                        cres.verdict.exit_code,
+                        cres.verdict.signal,
+                        b"",
+                        b"",
+                        compile_output,
+                        False,
+                        False,
+                        cres.cpu_time_ms,
+                        cres.memory_peak_kib,
+                        compile_ms,
+                        0,
+                        cres.verdict.error,
+                    )
+            res = await self._phase(
+                lang.run_argv(request.args),
+                lang,
+                ws,
+                binds,
+                limits,
+                request.stdin,
+                slot,
+                handle,
+                on_output,
+                network=request.network,
+            )
+            v = res.verdict
+            return Outcome(
+                v.state,
+                v.limit,
+                v.exit_code,
+                v.signal,
+                res.stdout,
+                res.stderr,
+                compile_output,
+                res.truncated_stdout,
+                res.truncated_stderr,
+                res.cpu_time_ms,
+                res.memory_peak_kib,
+                compile_ms,
+                res.wall_ms,
+                v.error,
+            )
+        finally:
+            ws.destroy()
+
+    def _check_args(self, args: Sequence[str]) -> None:
+        sizes = [len(a.encode()) + 1 for a in args]
+        if any("\x00" in a for a in args):
+            raise InvalidRequest("invalid request: an argument contains a NUL byte")
+        if any(n > self.config.max_arg_bytes for n in sizes) or sum(sizes) > self.config.max_args_total_bytes:
+            raise InvalidRequest("invalid request: an argument or the argument list is too large")
+
+    def _rlimits(self, limits: Limits) -> list[tuple[int, int, int]]:
+        cpu_s = max(1, math.ceil(limits.cpu_time_ms / 1000)) + 1  # a backstop: the cgroup poll acts first
+        fsize = limits.disk_mib * 1024 * 1024
+        return [
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_FSIZE, fsize, fsize),
+            (resource.RLIMIT_NOFILE, self.config.nofile, self.config.nofile),
+            (resource.RLIMIT_CPU, cpu_s, cpu_s + 1),
+        ]
+
+    def _root_symlinks(self) -> list[tuple[str, str]]:
+        out = []
+        for path in ROOT_SYMLINKS:
+            if os.path.islink(path):
+                out.append((os.readlink(path), path))
+        return out
+
+    async def _phase(
+        self,
+        argv: list[str],
+        lang: Language,
+        ws: Workspace,
+        binds: Sequence[tuple[str, str]],
+        limits: Limits,
+        stdin: bytes,
+        slot: int,
+        handle: _Handle,
+        on_output: OnOutput | None,
+        network: bool = False,
+    ) -> PhaseResult:
+        assert self._layout is not None
+        if handle.cancelled:
+            return PhaseResult(Verdict(State.CANCELLED, None, None, None), b"", b"", False, False, 0, 0, 0)
+        cfg = self.config
+        cg = RunCgroup(self._layout, cfg.cgroup_prefix, f"{ws.run_id}-{int(time.monotonic_ns())}")
+        cg.create()
+        try:
+            memory_bytes = (limits.memory_mib + limits.disk_mib) * 1024 * 1024  # tmpfs pages are charged here
+            cg.set_limits(memory_bytes, limits.processes + BWRAP_OWN_PROCESSES, cfg.cpu_cores)
+            handle.cgroup = cg
+            handle.kill_reason = KillReason.CANCELLED if handle.cancelled else None
+            return await self._supervise(argv, lang, ws, binds, limits, stdin, slot, handle, on_output, network, cg)
+        finally:
+            handle.cgroup = None
+            await cg.remove()
+
+    async def _supervise(
+        self,
+        argv: list[str],
+        lang: Language,
+        ws: Workspace,
+        binds: Sequence[tuple[str, str]],
+        limits: Limits,
+        stdin: bytes,
+        slot: int,
+        handle: _Handle,
+        on_output: OnOutput | None,
+        network: bool,
+        cg: RunCgroup,
+    ) -> PhaseResult:
+        cfg = self.config
+        if self._bpf is None:
+            raise SandboxSetupError("seccomp is unavailable")
+        seccomp_fd = bpf_fd(self._bpf)
+        status_r, status_w = os.pipe()
+        spec = SandboxSpec(
+            program=argv, workspace=ws.disk, seccomp_fd=seccomp_fd, status_fd=status_w,
+            toolchain_paths=lang.toolchain_paths, files=binds, root_symlinks=self._root_symlinks(),
+            env=lang.env, network=network, hostname=cfg.hostname, sandbox_uid=cfg.sandbox_uid,
+        )  # fmt: skip
+        capture = Capture(limits.output_bytes)
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *build_argv(cfg.bwrap_path, spec),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={},
+                close_fds=True,
+                pass_fds=(seccomp_fd, status_w),
+                start_new_session=True,
+                preexec_fn=lambda: _child_setup(cg.procs_files(), cfg.uid_base + slot, self._rlimits(limits)),
+                limit=cfg.read_chunk_bytes,
+            )
+        except OSError as exc:
+            raise SandboxSetupError(f"cannot start bubblewrap: {exc}") from exc
+        finally:
+            os.close(seccomp_fd)
+            os.close(status_w)
+
+        async def pump(stream: Stream, reader: asyncio.StreamReader) -> None:
+            while chunk := await reader.read(cfg.read_chunk_bytes):
+                kept, offset = capture.add(stream, chunk)
+                if kept and on_output is not None:
+                    await on_output(OutputChunk(stream, kept, offset))
+                if capture.overflowed and handle.kill_reason is None:
+                    handle.kill(KillReason.OUTPUT)
+
+        async def feed(writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, BrokenPipeError):
+                if stdin:
+                    writer.write(stdin)
+                    await writer.drain()
+            with contextlib.suppress(ConnectionError, BrokenPipeError, OSError):
+                writer.close()
+                await writer.wait_closed()
+
+        handle.monitor_pid = proc.pid
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        readers = [
+            asyncio.ensure_future(pump("stdout", proc.stdout)),
+            asyncio.ensure_future(pump("stderr", proc.stderr)),
+        ]
+        feeder = asyncio.ensure_future(feed(proc.stdin))
+        waiter = asyncio.ensure_future(proc.wait())
+        cpu_limit_ns = limits.cpu_time_ms * 1_000_000
+        deadline = started + limits.wall_time_ms / 1000
+        poll = cfg.poll_interval_ms / 1000
+        try:
+            while not waiter.done():
+                await asyncio.wait({waiter}, timeout=poll)
+                if waiter.done():
+                    break
+                if handle.kill_reason is not None:
+                    cg.kill(spare=proc.pid)  # keep killing: a fork racing the first kill is caught on the next pass
+                    continue
+                if cg.stats().cpu_usage_ns >= cpu_limit_ns:
+                    handle.kill(KillReason.CPU_TIME)
+                elif time.monotonic() >= deadline:
+                    handle.kill(KillReason.WALL_TIME)
+                ws.usage()
+        finally:
+            wall_ms = int((time.monotonic() - started) * 1000)
+            ws.usage()
+            # Every process of the run is in the cgroup; once it is dead, every pipe writer is gone.
+            # bubblewrap's monitor is spared so that it reaps the sandbox's init, then it exits.
+            cg.kill(spare=proc.pid)
+            await asyncio.wait({waiter}, timeout=2.0)
+            handle.monitor_pid = None
+            cg.kill()
+            done, pending = await asyncio.wait([*readers, feeder], timeout=2.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if not waiter.done():
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+            status = self._read_status(status_r)
+            if "child-pid" in status:
+                await reap(status["child-pid"])
+        for task in done:
+            if task.exception() is not None and not isinstance(task.exception(), ConnectionError):
+                raise task.exception()  # type: ignore[misc]
+        stats = cg.stats()
+        returncode = proc.returncode
+        stdout, stderr = bytes(capture.data["stdout"]), bytes(capture.data["stderr"])
+        setup_error = looks_like_setup_failure(returncode, stdout, stderr) if handle.kill_reason is None else None
+        if "child-pid" not in status and handle.kill_reason is None:
+            setup_error = "sandbox setup failed: " + (stderr.decode("utf-8", "replace").strip() or "no status")
+        evidence = Evidence(
+            returncode=returncode, setup_error=setup_error, kill_reason=handle.kill_reason,
+            oom_kills=stats.oom_kills, pids_max_hits=stats.pids_max_hits, disk_full=ws.ever_full,
+            cpu_time_ns=stats.cpu_usage_ns, cpu_limit_ns=cpu_limit_ns,
+        )  # fmt: skip
+        ws.ever_full = False
+        return PhaseResult(
+            classify(evidence), stdout, stderr, capture.truncated["stdout"], capture.truncated["stderr"],
+            stats.cpu_usage_ns // 1_000_000, stats.memory_peak_bytes // 1024, wall_ms,
+        )  # fmt: skip
+
+    @staticmethod
+    def _read_status(fd: int) -> dict[str, int]:
+        """bwrap's --json-status-fd lines (child-pid, namespaces, exit-code); bounded, non-blocking."""
+        out: dict[str, int] = {}
+        try:
+            os.set_blocking(fd, False)
+            buf = b""
+            with contextlib.suppress(BlockingIOError):
+                while len(buf) < 65536 and (chunk := os.read(fd, 4096)):
+                    buf += chunk
+        finally:
+            os.close(fd)
+        for line in buf.splitlines():
+            with contextlib.suppress(ValueError):
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    out.update({k: v for k, v in obj.items() if isinstance(v, int)})
+        return out

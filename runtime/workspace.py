@@ -1,0 +1,148 @@
+"""The run's filesystem on the host: a size-capped tmpfs and a read-only source directory.
+
+Layout under `<state_dir>/runs/<run_id>/` (the run id is random, never user input):
+- `disk/`: a tmpfs mounted by the supervisor (size = disk limit, an inode cap, nosuid, nodev).
+  It holds `tmp/`, `work/` and `shm/`, bound at /tmp, /box and /dev/shm. Because it is
+  its own mount, `statvfs` on its root tells whether the disk limit was hit, without
+  opening anything the program could have planted.
+- `src/`: the source and the request's files, written before the sandbox starts, owned
+  by root, mode 0444, and bound read-only into /box: the program cannot change them.
+
+Teardown never walks the tree the program wrote: it detaches the tmpfs (MNT_DETACH),
+which drops every file, symlink, FIFO and hard link at once. Nothing is ever chowned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import posixpath
+import secrets
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runtime.errors import InvalidRequest, SandboxSetupError
+
+MS_NOSUID = 2
+MS_NODEV = 4
+MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _mount_tmpfs(target: str, options: str) -> None:
+    rc = _libc.mount(b"aevatar-sandbox", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount tmpfs on {target}: {os.strerror(err)}")
+
+
+def _umount(target: str) -> None:
+    rc = _libc.umount2(target.encode(), MNT_DETACH)
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
+
+
+def check_relative_name(name: str) -> str:
+    """A request file name: relative, normalized, no `..`, no NUL, not empty."""
+    if not name or "\x00" in name or name.startswith("/") or "\\" in name:
+        raise InvalidRequest(f"invalid file name {name!r}")
+    norm = posixpath.normpath(name)
+    if (
+        norm != name
+        or norm in (".", "..")
+        or norm.startswith("../")
+        or any(p in ("", ".", "..") for p in norm.split("/"))
+    ):
+        raise InvalidRequest(f"invalid file name {name!r}")
+    if len(name.encode()) > 255 or norm.count("/") > 8:
+        raise InvalidRequest(f"file name too long or too deep: {name!r}")
+    return norm
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    used_bytes: int
+    free_bytes: int
+    free_inodes: int
+
+    @property
+    def full(self) -> bool:
+        return self.free_bytes < 16 * 1024 or self.free_inodes == 0
+
+
+class Workspace:
+    def __init__(self, state_dir: str, disk_mib: int, inodes: int) -> None:
+        self.run_id = secrets.token_hex(8)
+        self.root = os.path.join(state_dir, "runs", self.run_id)
+        self.disk = os.path.join(self.root, "disk")
+        self.src = os.path.join(self.root, "src")
+        self._disk_bytes = disk_mib * 1024 * 1024
+        self._inodes = inodes
+        self._mounted = False
+        self.peak_used_bytes = 0
+        self.ever_full = False
+
+    def create(self, files: Mapping[str, bytes]) -> list[tuple[str, str]]:
+        """Mount and populate; return (host file, relative name) pairs to bind read-only."""
+        try:
+            os.makedirs(os.path.dirname(self.root), mode=0o711, exist_ok=True)
+            os.mkdir(self.root, 0o711)
+            os.chmod(self.root, 0o711)  # traversable by the sandbox uid (bwrap binds as that uid)
+            os.mkdir(self.disk, 0o755)
+            _mount_tmpfs(self.disk, f"size={self._disk_bytes},nr_inodes={self._inodes},mode=0755")
+            self._mounted = True
+            for sub in ("tmp", "work", "shm"):
+                path = os.path.join(self.disk, sub)
+                os.mkdir(path)
+                os.chmod(path, 0o1777)  # fresh, empty, on our own mount: nothing to follow
+            os.mkdir(self.src, 0o755)
+            os.chmod(self.src, 0o755)
+            binds: list[tuple[str, str]] = []
+            for name, content in files.items():
+                rel = check_relative_name(name)
+                host = os.path.join(self.src, rel.replace("/", "%2F"))
+                fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+                try:
+                    view = memoryview(content)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fchmod(fd, 0o444)
+                finally:
+                    os.close(fd)
+                binds.append((host, rel))
+            return binds
+        except InvalidRequest:
+            self.destroy()
+            raise
+        except OSError as exc:
+            self.destroy()
+            raise SandboxSetupError(f"cannot prepare the workspace: {exc}") from exc
+
+    def usage(self) -> DiskUsage | None:
+        """statvfs on our own mount point: never opens a file the program wrote."""
+        if not self._mounted:
+            return None
+        st = os.statvfs(self.disk)
+        free = st.f_bfree * st.f_frsize
+        usage = DiskUsage((st.f_blocks - st.f_bfree) * st.f_frsize, free, st.f_ffree)
+        self.peak_used_bytes = max(self.peak_used_bytes, usage.used_bytes)
+        self.ever_full = self.ever_full or usage.full
+        return usage
+
+    def destroy(self) -> None:
+        if self._mounted:
+            try:
+                _umount(self.disk)
+            except OSError as exc:
+                raise SandboxSetupError(f"cannot unmount the workspace: {exc}") from exc
+            self._mounted = False
+        # src/ was never writable by the sandbox; rmtree does not follow symlinks anyway.
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.src)
+        for path in (self.disk, self.root):
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(path)

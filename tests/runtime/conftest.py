@@ -1,0 +1,144 @@
+"""Shared fixtures for the runtime suite: one real LocalBackend (real bwrap, real cgroups)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from runtime.local import LocalBackend, LocalBackendConfig
+from runtime.types import Limits, Outcome, OutputChunk, RunRequest
+
+SESSION_TAG = f"{os.getpid()}"
+STATE_DIR = f"/tmp/aevatar-sandbox-tests-{SESSION_TAG}"
+CGROUP_PREFIX = f"aevatar-sandbox-test-{SESSION_TAG}"
+UID_BASE = 61000
+MAX_SLOTS = 24
+# Small limits keep the hostile suite fast on 2 cores.
+SMALL = Limits(wall_time_ms=2000, cpu_time_ms=1000, memory_mib=64, processes=32, output_bytes=65_536, disk_mib=8)
+
+_counter = 0
+
+
+def next_id(prefix: str = "t") -> str:
+    global _counter
+    _counter += 1
+    return f"{prefix}-{SESSION_TAG}-{_counter}"
+
+
+def make_config(**overrides: object) -> LocalBackendConfig:
+    base: dict[str, object] = {
+        "state_dir": STATE_DIR,
+        "cgroup_prefix": CGROUP_PREFIX,
+        "uid_base": UID_BASE,
+        "max_slots": MAX_SLOTS,
+    }
+    base.update(overrides)
+    return LocalBackendConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def config() -> LocalBackendConfig:
+    return make_config()
+
+
+@pytest.fixture(scope="session")
+async def backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
+    b = LocalBackend(config)
+    await b.check()
+    yield b
+    await b.close()
+    # The state dir is this session's own; every run's directory inside it is already gone.
+    os.rmdir(os.path.join(STATE_DIR, "runs"))
+    os.rmdir(STATE_DIR)
+
+
+@dataclass
+class Runner:
+    backend: LocalBackend
+    chunks: list[OutputChunk] = field(default_factory=list)
+
+    async def __call__(
+        self,
+        code: str,
+        *,
+        stdin: bytes = b"",
+        args: tuple[str, ...] = (),
+        files: dict[str, str] | None = None,
+        language: str = "python",
+        network: bool = False,
+        execution_id: str | None = None,
+        **limits: int,
+    ) -> Outcome:
+        lim = Limits(**{**_limits_dict(SMALL), **limits})
+        request = RunRequest(
+            execution_id=execution_id or next_id(),
+            language=language,
+            code=code,
+            files=files or {},
+            stdin=stdin,
+            args=args,
+            limits=lim,
+            network=network,
+        )
+
+        async def on_output(chunk: OutputChunk) -> None:
+            self.chunks.append(chunk)
+
+        return await self.backend.run(request, on_output)
+
+
+def _limits_dict(limits: Limits) -> dict[str, int]:
+    return {name: getattr(limits, name) for name in Limits.__dataclass_fields__}
+
+
+@pytest.fixture
+def run(backend: LocalBackend) -> Runner:
+    return Runner(backend)
+
+
+@dataclass
+class Heartbeat:
+    interval_s: float = 0.01
+    ticks: list[float] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def beat(self) -> None:
+        while not self._stop.is_set():
+            self.ticks.append(time.monotonic())
+            await asyncio.sleep(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def max_gap_s(self) -> float:
+        return max((b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)), default=0.0)
+
+
+@pytest.fixture
+def heartbeat() -> Iterator[Heartbeat]:
+    yield Heartbeat()
+
+
+def sandbox_uid_processes(uid_base: int = UID_BASE, slots: int = MAX_SLOTS) -> list[int]:
+    """Host pids whose real uid is one of the sandbox slot uids."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        uid = int(line.split()[1])
+                        if uid_base <= uid < uid_base + slots:
+                            found.append(int(name))
+                        break
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
