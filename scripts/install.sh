@@ -25,6 +25,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# Language toolchains and other optional parts: each scripts/install.d/*.sh is sourced in order.
+# A part that cannot be installed says so and leaves the rest working.
+for part in scripts/install.d/*.sh; do
+  [ -e "$part" ] || continue
+  # shellcheck source=/dev/null
+  . "$part" || echo "install: $part failed; what it installs is reported unavailable" >&2
+done
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "install: creating .venv with $($PYTHON --version)"
