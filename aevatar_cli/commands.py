@@ -8,7 +8,12 @@ import importlib.util
 import typer
 
 # Modules that define `register(app)`; each owns its commands.
-COMMAND_MODULES = ("aevatar_cli.doctor_cmd", "aevatar_cli.pipeline_cmds", "aevatar_cli.client_cmds")
+COMMAND_MODULES = (
+    "aevatar_cli.doctor_cmd",
+    "aevatar_cli.languages_cmd",
+    "aevatar_cli.pipeline_cmds",
+    "aevatar_cli.client_cmds",
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,9 @@ LANGUAGE_BY_SUFFIX = {
 
 
 def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from processors.results import build_result
@@ -51,42 +51,46 @@ async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[st
         await consumer.stop()
 
 
-class _Rebuild(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, completion: Completion) -> None:
-        self.completion = completion
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.completion.done = await completed_ids(self.completion.settings, [tp.partition for tp in assigned])
-        log.info(
-            "completion_assigned", partitions=sorted(tp.partition for tp in assigned), known=len(self.completion.done)
-        )
-
-
 class Completion:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.group_id = f"{settings.topic_prefix}aevatar-completion"
         self.done: set[str] = set()
+        self._rebuilt_for: frozenset[TopicPartition] = frozenset()
 
     async def run(self) -> None:
         consumer = kafka.consumer(self.settings, group_id=self.group_id)
-        consumer.subscribe([self.topics.events], listener=_Rebuild(self))
-        # A stable transactional id per worker identity fences a zombie of the same worker.
-        producer = kafka.producer(self.settings, transactional_id=f"{self.group_id}-{self.settings.executor_id}")
+        consumer.subscribe([self.topics.events])
+        # A stable transactional id per worker identity: starting the producer fences the zombie of
+        # this worker and settles its last transaction (committed or aborted) before anything is read,
+        # so the rebuilt set of completed ids and the group's committed offsets agree.
+        producer = kafka.producer(self.settings, transactional_id=f"{self.group_id}-{self.settings.worker_id}")
         await producer.start()
         await consumer.start()
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
+                await self._rebuild_if_reassigned(consumer)
                 if batch:
                     await self._process(consumer, producer, batch)
         finally:
             await consumer.stop()
             await producer.stop()
+
+    async def _rebuild_if_reassigned(self, consumer: AIOKafkaConsumer) -> None:
+        """Before a batch is processed under a new assignment, learn every result already committed.
+
+        This runs in the processing loop itself, not in a rebalance callback, so no batch is ever
+        processed with a set older than its assignment. Ids are only ever added: an id once
+        completed stays completed.
+        """
+        assignment = frozenset(consumer.assignment())
+        if assignment == self._rebuilt_for:
+            return
+        self.done |= await completed_ids(self.settings, sorted({tp.partition for tp in assignment}))
+        self._rebuilt_for = assignment
+        log.info("completion_assigned", partitions=sorted(tp.partition for tp in assignment), known=len(self.done))
 
     async def _process(
         self,
@@ -127,5 +131,3 @@ class Completion:
 
 async def run_completion(settings: Settings) -> None:
     await Completion(settings).run()
-
-

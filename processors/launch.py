@@ -68,8 +68,8 @@ def run_outcome(outcome: Outcome) -> RunOutcome:
     )
 
 
-class Cancellations:
-    """Ids whose cancellation this executor has seen, bounded, oldest forgotten first."""
+class RecentIds:
+    """A bounded set of ids, oldest forgotten first."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
@@ -92,12 +92,12 @@ class Executor:
         self.backend = backend
         self.slots = slots
         self.edges = Edges(app, settings, "launch")
-        self.cancelled = Cancellations()
+        self.cancelled = RecentIds()
         self.running: set[str] = set()
-        # The last launch seq taken per execution, so a redelivered launch does not run twice.
-        self.launched = app.Table(
-            "launched", key_type=str, value_type=int, use_partitioner=True, partitions=settings.partitions
-        )
+        # The launch seqs this process took, so a launch that is sent again (the scheduler resends
+        # one that no executor took within a lease term) does not run twice here. After a crash
+        # it is empty on purpose: the run the dead process held is lost and may run again.
+        self.launched = RecentIds()
         app.agent(raw_topic(app, self.edges.names.launches), name="launch", concurrency=slots)(self._agent)
         app.task(self._watch_cancellations)
 
@@ -111,9 +111,15 @@ class Executor:
             except (CodecError, ValueError) as exc:
                 await self.edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
                 continue
-            if self.launched.get(scheduled.execution_id, -1) >= scheduled.seq:
+            key = f"{scheduled.execution_id}:{scheduled.seq}"
+            if key in self.launched:
                 continue
-            self.launched[scheduled.execution_id] = scheduled.seq
+            if scheduled.execution_id in self.running:
+                # Another attempt of this execution runs here already (a redelivered launch after a
+                # restart, raced by the retry of its expired lease): never two at once; its end ends both.
+                log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
+                continue
+            self.launched.add(key)
             await self.launch(scheduled, request)
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
@@ -204,12 +210,7 @@ class Executor:
         await consumer.start()
         try:
             topic = self.edges.names.cancellations
-            parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-            if not parts:
-                await consumer.stop()
-                consumer = kafka.consumer(self.settings, group_id=None)
-                await consumer.start()
-                parts = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+            parts = [TopicPartition(topic, p) for p in await kafka.partitions_of(consumer, topic)]
             consumer.assign(parts)
             since = await consumer.offsets_for_times({tp: now_ms() - CANCEL_LOOKBACK_MS for tp in parts})
             for tp in parts:

@@ -40,6 +40,7 @@ class Emit:
     state: State
     seq: int
     reason: str | None = None
+    resend: bool = False  # the same SCHEDULED again: its launch may have been lost in a crash
 
 
 _codec_encoder = msgspec.msgpack.Encoder()
@@ -66,10 +67,14 @@ class Scheduler:
 
     # -- state ---------------------------------------------------------------------
     def load(self, entries: list[Entry], now_ms: int) -> None:
-        """Rebuild from persisted entries. Leases restart from now: the executor gets a fresh lease term."""
+        """Rebuild from persisted entries.
+
+        Leases restart from now, with a second term of grace: the executors restart too, and
+        their renewals resume only once they have rejoined their group.
+        """
         for e in entries:
-            if e.state is State.STARTED and not e.done:
-                e.lease_until_ms = now_ms + self.lease_ms
+            if e.state in ACTIVE and not e.done:
+                e.lease_until_ms = now_ms + 2 * self.lease_ms
             self.entries[e.execution_id] = e
             self._arrivals = max(self._arrivals, e.arrival + 1)
 
@@ -143,10 +148,22 @@ class Scheduler:
         return [emit]
 
     def expire(self, now_ms: int) -> list[Emit]:
-        """Runs whose executor's lease ran out: retried while attempts remain, else ERROR."""
+        """Leases that ran out.
+
+        A STARTED run whose executor stopped renewing is retried while attempts remain, else
+        ends as ERROR. A SCHEDULED run that no executor took within a lease term is sent again
+        (same seq; executors skip a launch they already took), in case a crash lost its launch.
+        """
         out: list[Emit] = []
         for entry in self.running():
-            if entry.state is not State.STARTED or entry.lease_until_ms is None or entry.lease_until_ms > now_ms:
+            if entry.lease_until_ms is None:
+                entry.lease_until_ms = now_ms + self.lease_ms  # first sight of a fresh SCHEDULED
+                continue
+            if entry.lease_until_ms > now_ms:
+                continue
+            if entry.state is State.SCHEDULED:
+                entry.lease_until_ms = now_ms + self.lease_ms
+                out.append(Emit(entry, State.SCHEDULED, entry.seq, resend=True))
                 continue
             entry.seq += 1
             entry.lease_until_ms = None
@@ -179,6 +196,7 @@ class Scheduler:
             entry.state = State.SCHEDULED
             entry.seq += 1
             entry.attempt += 1
+            entry.lease_until_ms = None
             per_tenant[entry.tenant] = per_tenant.get(entry.tenant, 0) + 1
             free -= 1
             out.append(Emit(entry, State.SCHEDULED, entry.seq))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
 import faust
@@ -22,9 +23,22 @@ ROLES: tuple[str, ...] = ("validation", "scheduling", "launch", "completion")
 
 
 def default_backend(settings: Settings) -> Backend:
+    """The local bubblewrap backend, on resources keyed by the uid base: claimed, then swept."""
     from runtime.local import LocalBackend, LocalBackendConfig
+    from runtime.sweep import claim, sweep
 
-    return LocalBackend(LocalBackendConfig(max_slots=max(settings.executor_slots, 1)))
+    slots = max(settings.executor_slots, 1)
+    config = LocalBackendConfig(
+        max_slots=slots,
+        uid_base=settings.sandbox_uid_base,
+        state_dir=str(settings.sandbox_state_dir / str(settings.sandbox_uid_base)),
+        cgroup_prefix=f"aevatar-sandbox-{settings.sandbox_uid_base}",
+    )
+    claim(config.state_dir)  # held until this process exits
+    report = sweep(config.state_dir, config.cgroup_prefix, config.uid_base, slots)
+    if report.processes_killed or report.cgroups_removed or report.runs_removed:
+        log.warning("swept_stale_runs", **dataclasses.asdict(report))
+    return LocalBackend(config)
 
 
 def known_languages() -> list[str]:

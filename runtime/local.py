@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import math
 import os
 import resource
+import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from runtime.bwrap import SandboxSpec, build_argv
 from runtime.capture import Capture, Stream
 from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host
+from runtime.compile_cache import Artifact, ArtifactError, CacheLimits, CompileCache, cache_key
 from runtime.doctor import DEFAULT_REQUIRED, DoctorReport, probe
 from runtime.errors import (
     BackendClosed,
@@ -31,15 +34,17 @@ from runtime.errors import (
     UnknownLanguage,
 )
 from runtime.languages import LANGUAGES, Language
+from runtime.metrics import COMPILE_CACHE_EVICTIONS, record_compile_cache
 from runtime.outcome import Evidence, KillReason, Verdict, classify, looks_like_setup_failure
 from runtime.reaper import reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
-from runtime.workspace import Workspace
+from runtime.workspace import Workspace, check_relative_name
 from streams.states import State
 
 ROOT_SYMLINKS = ("/bin", "/sbin", "/lib", "/lib64")
 PROBE_LIMITS = Limits(wall_time_ms=5000, cpu_time_ms=5000, memory_mib=128, processes=16, output_bytes=4096, disk_mib=1)
+PROBE_RETRY_S = 30.0  # a failed version probe is run again after this long
 BWRAP_OWN_PROCESSES = 2  # bubblewrap's monitor and its pid-1 init live in the run's pids cgroup
 
 
@@ -64,6 +69,9 @@ class LocalBackendConfig:
     languages: Mapping[str, Language] | None = None  # None: the built-in registry
     max_arg_bytes: int = 131_072  # the kernel's MAX_ARG_STRLEN
     max_args_total_bytes: int = 1_048_576
+    # Outside state_dir (whose runs/ come and go) and outside any sandbox; shared by supervisors.
+    compile_cache_dir: str = "/var/cache/aevatar-sandbox/compile"
+    compile_cache_limits: CacheLimits = CacheLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,13 @@ class PhaseResult:
     cpu_time_ms: int
     memory_peak_kib: int
     wall_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    info: LanguageInfo
+    output: bytes  # the probe's raw output: the toolchain's identity in compile cache keys
+    retry_after: float  # monotonic time after which a failed probe is run again
 
 
 @dataclass(slots=True)
@@ -97,6 +112,10 @@ class _Slots:
     free: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
 
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def _child_setup(procs_files: Sequence[str], uid: int, rlimits: Sequence[tuple[int, int, int]]) -> None:
     """Runs in the forked child, before exec'ing bwrap: join cgroups, set rlimits, drop privileges."""
     for path in procs_files:
@@ -112,6 +131,9 @@ def _child_setup(procs_files: Sequence[str], uid: int, rlimits: Sequence[tuple[i
     os.setuid(uid)
     if os.getuid() != uid or os.geteuid() != uid or os.getegid() != uid:
         raise OSError("privilege drop failed")
+    # Set after the uid change, which clears it: bubblewrap dies with the supervisor, even on kill -9.
+    if _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError("prctl(PR_SET_PDEATHSIG) failed")
 
 
 def _error_outcome(message: str) -> Outcome:
@@ -134,7 +156,9 @@ class LocalBackend:
         self._bpf: bytes | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Outcome]] = set()
-        self._versions: dict[str, LanguageInfo] = {}
+        self._probes: dict[str, _Probe] = {}
+        self._probe_locks: dict[str, asyncio.Lock] = {}
+        self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
 
     # -- readiness ------------------------------------------------------------------------------
     async def check(self) -> DoctorReport:
@@ -158,6 +182,7 @@ class LocalBackend:
                 os.makedirs(os.path.join(self.config.state_dir, "runs"), mode=0o711, exist_ok=True)
                 os.chmod(self.config.state_dir, 0o711)
                 os.chmod(os.path.join(self.config.state_dir, "runs"), 0o711)
+                self._cache.ensure()
                 set_subreaper()  # bubblewrap's orphaned sandbox init comes back to us to be reaped
                 self._report = report
         missing = self._report.missing_required()
@@ -201,11 +226,11 @@ class LocalBackend:
         return True
 
     async def languages(self) -> list[LanguageInfo]:
+        """Every language with its version as probed inside a sandbox, and whether it works here."""
         out = []
         for lang in self._languages.values():
-            if lang.name not in self._versions:
-                self._versions[lang.name] = await self._probe_language(lang)
-            out.append(self._versions[lang.name])
+            probed = await self._toolchain(lang, None)
+            out.append(probed.info)
         return out
 
     async def close(self) -> None:
@@ -221,29 +246,48 @@ class LocalBackend:
                     os.rmdir(os.path.dirname(path))  # the prefix, if no other supervisor uses it
 
     # -- internals ------------------------------------------------------------------------------
-    async def _probe_language(self, lang: Language) -> LanguageInfo:
+    async def _toolchain(self, lang: Language, slot: int | None) -> _Probe:
+        """The language's probe, run once per backend while it succeeds (a failure is retried later).
+
+        `slot`: one the caller holds, or None to take one for the probe.
+        """
+        lock = self._probe_locks.setdefault(lang.name, asyncio.Lock())
+        async with lock:
+            cached = self._probes.get(lang.name)
+            if cached is not None and (cached.info.available or time.monotonic() < cached.retry_after):
+                return cached
+            if slot is not None:
+                probed = await self._probe_language(lang, slot)
+            else:
+                try:
+                    await self.check()
+                except RuntimeSandboxError:
+                    return _Probe(LanguageInfo(lang.name, "", lang.compiled, False), b"", 0.0)
+                assert self._slots is not None
+                slot = await self._slots.get()
+                try:
+                    probed = await self._probe_language(lang, slot)
+                finally:
+                    self._slots.put_nowait(slot)
+            self._probes[lang.name] = probed
+            return probed
+
+    async def _probe_language(self, lang: Language, slot: int) -> _Probe:
+        retry_after = time.monotonic() + PROBE_RETRY_S
+        limits = lang.probe_limits or self.config.probe_limits
         try:
-            await self.check()
-        except RuntimeSandboxError:
-            return LanguageInfo(lang.name, "", lang.compiled, False)
-        assert self._slots is not None
-        slot = await self._slots.get()
-        try:
-            ws = Workspace(self.config.state_dir, 1, 256)
+            ws = Workspace(self.config.state_dir, limits.disk_mib, 256)
             ws.create({})
             try:
-                result = await self._phase(
-                    list(lang.version_probe), lang, ws, [], self.config.probe_limits, b"", slot, _Handle(), None
-                )
+                result = await self._phase(list(lang.version_probe), lang, ws, [], limits, b"", slot, _Handle(), None)
             finally:
                 ws.destroy()
         except RuntimeSandboxError:
-            return LanguageInfo(lang.name, "", lang.compiled, False)
-        finally:
-            self._slots.put_nowait(slot)
-        version = lang.parse_version(result.stdout + result.stderr)
+            return _Probe(LanguageInfo(lang.name, "", lang.compiled, False), b"", retry_after)
+        output = result.stdout + result.stderr
+        version = lang.parse_version(output)
         ok = result.verdict.state is State.SUCCEEDED and version is not None
-        return LanguageInfo(lang.name, version or "", lang.compiled, ok)
+        return _Probe(LanguageInfo(lang.name, version or "", lang.compiled, ok), output, retry_after)
 
     async def _run_in_slot(
         self, request: RunRequest, lang: Language, slot: int, handle: _Handle, on_output: OnOutput | None
@@ -253,39 +297,21 @@ class LocalBackend:
         if lang.source_file in files:
             raise InvalidRequest(f"file name {lang.source_file!r} is reserved for the source")
         files[lang.source_file] = request.code.encode()
+        for name in files:
+            check_relative_name(name)
         limits = request.limits
+        artifacts: list[Artifact] = []
+        compile_output, compile_ms = b"", 0
+        if lang.compiled:
+            built = await self._compiled(lang, files, slot, handle)
+            if isinstance(built, Outcome):
+                return built
+            artifacts, compile_output, compile_ms = built
         ws = Workspace(self.config.state_dir, limits.disk_mib, max(64, limits.disk_mib * self.config.inodes_per_mib))
-        binds = ws.create(files)
+        binds = ws.create(files, artifacts)
         try:
-            compile_output, compile_ms = b"", 0
-            compile_argv = lang.compile_argv()
-            if compile_argv is not None:
-                cres = await self._phase(
-                    compile_argv, lang, ws, binds, lang.compile_limits, b"", slot, handle, None, network=False
-                )
-                compile_output, compile_ms = cres.stdout + cres.stderr, cres.wall_ms
-                if cres.verdict.state is not State.SUCCEEDED:
-                    state = cres.verdict.state
-                    if state not in (State.CANCELLED, State.ERROR):
-                        state = State.COMPILE_ERROR
-                    return Outcome(
-                        state,
-                        None,
-                        cres.verdict.exit_code,
-                        cres.verdict.signal,
-                        b"",
-                        b"",
-                        compile_output,
-                        False,
-                        False,
-                        cres.cpu_time_ms,
-                        cres.memory_peak_kib,
-                        compile_ms,
-                        0,
-                        cres.verdict.error,
-                    )
             res = await self._phase(
-                lang.run_argv(request.args),
+                lang.run_argv(request.args, files, limits.memory_mib),
                 lang,
                 ws,
                 binds,
@@ -315,6 +341,69 @@ class LocalBackend:
             )
         finally:
             ws.destroy()
+
+    async def _compiled(
+        self, lang: Language, files: dict[str, bytes], slot: int, handle: _Handle
+    ) -> tuple[list[Artifact], bytes, int] | Outcome:
+        """The program's artifacts from the compile cache, or from a compile phase that fills it.
+
+        Returns (artifacts, compile output, compile ms), or the final Outcome when it did not compile.
+        """
+        started = time.monotonic()
+        probe = await self._toolchain(lang, slot)
+        if not probe.info.available:
+            return _error_outcome(f"language {lang.name!r} is not available on this host (its version probe failed)")
+        climits = lang.compile_limits
+        argv = lang.compile_argv(files, climits.memory_mib)
+        assert argv is not None
+        key = cache_key(lang.name, probe.output, argv, lang.env, files)
+        cached = await asyncio.to_thread(self._cache.lookup, key)
+        if cached is not None:
+            record_compile_cache(lang.name, hit=True)
+            return self._prefixed(lang, cached), b"", int((time.monotonic() - started) * 1000)
+        record_compile_cache(lang.name, hit=False)
+        inodes = max(64, climits.disk_mib * self.config.inodes_per_mib)
+        ws = Workspace(self.config.state_dir, climits.disk_mib, inodes)
+        binds = ws.create(files, empty_dirs=[lang.artifacts_dir])
+        try:
+            cres = await self._phase(argv, lang, ws, binds, climits, b"", slot, handle, None, network=False)
+            compile_output = cres.stdout + cres.stderr
+            compile_ms = int((time.monotonic() - started) * 1000)
+            if cres.verdict.state is not State.SUCCEEDED:
+                state = cres.verdict.state
+                if state not in (State.CANCELLED, State.ERROR):
+                    state = State.COMPILE_ERROR
+                return Outcome(
+                    state, cres.verdict.limit, cres.verdict.exit_code, cres.verdict.signal, b"", b"",
+                    compile_output, False, False, cres.cpu_time_ms, cres.memory_peak_kib, compile_ms, 0,
+                    cres.verdict.error,
+                )  # fmt: skip
+            # The compile's processes are all dead (its cgroup is gone): nothing changes the tree now.
+            out_dir = os.path.join(ws.work, lang.artifacts_dir)
+            prefix = "" if lang.artifacts_dir == "." else lang.artifacts_dir + "/"
+            mount_points = [n[len(prefix) :] for n in files if n.startswith(prefix)]
+            try:
+                stored = await asyncio.to_thread(self._cache.collect, key, out_dir, mount_points)
+            except ArtifactError as exc:
+                message = f"\n[aevatar-sandbox] the compiler's output cannot be used: {exc}\n".encode()
+                return Outcome(
+                    State.COMPILE_ERROR, None, cres.verdict.exit_code, None, b"", b"", compile_output + message,
+                    False, False, cres.cpu_time_ms, cres.memory_peak_kib, compile_ms, 0,
+                )  # fmt: skip
+            except OSError as exc:
+                raise SandboxSetupError(f"cannot store the compile artifacts: {exc}") from exc
+        finally:
+            ws.destroy()
+        evicted = await asyncio.to_thread(self._cache.evict)
+        if evicted:
+            COMPILE_CACHE_EVICTIONS.inc(len(evicted))
+        return self._prefixed(lang, stored), compile_output, int((time.monotonic() - started) * 1000)
+
+    @staticmethod
+    def _prefixed(lang: Language, artifacts: list[Artifact]) -> list[Artifact]:
+        if lang.artifacts_dir == ".":
+            return artifacts
+        return [replace(a, rel=f"{lang.artifacts_dir}/{a.rel}") for a in artifacts]
 
     def _check_args(self, args: Sequence[str]) -> None:
         sizes = [len(a.encode()) + 1 for a in args]

@@ -7,6 +7,8 @@ Layout under `<state_dir>/runs/<run_id>/` (the run id is random, never user inpu
   opening anything the program could have planted.
 - `src/`: the source and the request's files, written before the sandbox starts, owned
   by root, mode 0444, and bound read-only into /box: the program cannot change them.
+- `art/`: a compiled program's artifacts, hard links to (or copies of) compile cache
+  entries, also bound read-only into /box: a run never reads the cache in place.
 
 Teardown never walks the tree the program wrote: it detaches the tmpfs (MNT_DETACH),
 which drops every file, symlink, FIFO and hard link at once. Nothing is ever chowned.
@@ -21,9 +23,10 @@ import os
 import posixpath
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from runtime.compile_cache import Artifact, materialize
 from runtime.errors import InvalidRequest, SandboxSetupError
 
 MS_NOSUID = 2
@@ -80,14 +83,26 @@ class Workspace:
         self.root = os.path.join(state_dir, "runs", self.run_id)
         self.disk = os.path.join(self.root, "disk")
         self.src = os.path.join(self.root, "src")
+        self.art = os.path.join(self.root, "art")
         self._disk_bytes = disk_mib * 1024 * 1024
         self._inodes = inodes
         self._mounted = False
         self.peak_used_bytes = 0
         self.ever_full = False
 
-    def create(self, files: Mapping[str, bytes]) -> list[tuple[str, str]]:
-        """Mount and populate; return (host file, relative name) pairs to bind read-only."""
+    @property
+    def work(self) -> str:
+        """The host side of the sandbox's working directory (on the run's own tmpfs)."""
+        return os.path.join(self.disk, "work")
+
+    def create(
+        self, files: Mapping[str, bytes], artifacts: Sequence[Artifact] = (), empty_dirs: Sequence[str] = ()
+    ) -> list[tuple[str, str]]:
+        """Mount and populate; return (host file, relative name) pairs to bind read-only.
+
+        `artifacts` (compile outputs) come after the files, so they are bound over them;
+        `empty_dirs` are created writable in the working directory (a compiler's output dir).
+        """
         try:
             os.makedirs(os.path.dirname(self.root), mode=0o711, exist_ok=True)
             os.mkdir(self.root, 0o711)
@@ -114,6 +129,14 @@ class Workspace:
                 finally:
                     os.close(fd)
                 binds.append((host, rel))
+            for name in empty_dirs:
+                if name != ".":
+                    path = os.path.join(self.work, check_relative_name(name))
+                    os.mkdir(path)  # fresh tmpfs: no parent can be a planted symlink
+                    os.chmod(path, 0o1777)
+            if artifacts:
+                os.mkdir(self.art, 0o755)
+                binds += materialize(artifacts, self.art)
             return binds
         except InvalidRequest:
             self.destroy()
@@ -141,8 +164,9 @@ class Workspace:
                 raise SandboxSetupError(f"cannot unmount the workspace: {exc}") from exc
             self._mounted = False
         # src/ was never writable by the sandbox; rmtree does not follow symlinks anyway.
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.src)
+        for tree in (self.src, self.art):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(tree)
         for path in (self.disk, self.root):
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(path)

@@ -21,6 +21,9 @@ def make_app(settings: Settings, role: str) -> faust.App:
         producer_max_request_size=MAX_MESSAGE_BYTES,
         consumer_max_fetch_size=MAX_MESSAGE_BYTES + 65536,
         producer_acks=-1,
+        # A worker killed with -9 leaves the group after this long, and its partitions move on.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         broker_commit_every=100,
         broker_commit_interval=0.5,
         stream_wait_empty=False,

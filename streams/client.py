@@ -43,7 +43,7 @@ class SandboxClient:
     async def start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self.topics.results) or set(range(self.settings.partitions))
+        parts = await kafka.partitions_of(self._consumer, self.topics.results)
         tps = [TopicPartition(self.topics.results, p) for p in parts]
         self._consumer.assign(tps)
         # Results written before this client started are read too: the topic is compacted.

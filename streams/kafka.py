@@ -48,6 +48,19 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, from_beginn
     )
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The topic's partitions, fetching metadata first (a fresh consumer knows none).
+
+    aiokafka's public `topics()` fetches metadata into a throw-away cluster object, so the
+    consumer's own `partitions_for_topic` stays empty; this reads that fetched metadata.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    found = cluster.partitions_for_topic(topic)
+    if not found:
+        raise LookupError(f"topic {topic} does not exist (run `aevatar-sandbox topics create`)")
+    return sorted(found)
+
+
 def deadletter_headers(message: ConsumerRecord[bytes, bytes], reason: str, stage: str) -> list[tuple[str, bytes]]:
     """Headers that carry the reason and the message's origin; the value stays the original bytes."""
     return [

@@ -52,10 +52,15 @@ class Settings:
     # Pipeline.
     capacity: int = 4  # runs SCHEDULED or STARTED at once, over all tenants
     executor_slots: int = 4  # concurrent runs per launch worker
+    sandbox_uid_base: int = 61000  # slot i of the local backend runs as host uid sandbox_uid_base + i
+    sandbox_state_dir: Path = Path("/var/lib/aevatar-sandbox")
     tenant_quota: int = 4
     max_attempts: int = 2
     lease_ms: int = 15_000
     executor_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # A worker's stable identity across restarts: its transactional id fences its own zombie.
+    # Give each completion worker on one host its own.
+    worker_id: str = field(default_factory=lambda: os.uname().nodename)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -42,3 +42,80 @@ async def settings(kafka_settings: Settings, prefix: str) -> AsyncIterator[Setti
     s = replace(kafka_settings, topic_prefix=prefix, partitions=2)
     await asyncio.wait_for(create_topics(s), timeout=60)
     yield s
+
+
+class WorkerProcess:
+    """`aevatar-sandbox worker ROLES` as a real subprocess, for the settings' topic prefix."""
+
+    def __init__(self, settings: Settings, roles: tuple[str, ...], log_path: str, env: dict[str, str]) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        exe = Path(sys.executable).with_name("aevatar-sandbox")
+        full_env = dict(os.environ)
+        full_env.update(
+            AEVATAR_TOPIC_PREFIX=settings.topic_prefix,
+            AEVATAR_PARTITIONS=str(settings.partitions),
+            AEVATAR_DATA_DIR=str(settings.data_dir),
+            AEVATAR_CACHE_DIR=str(settings.cache_dir),
+            AEVATAR_KAFKA_PORT=str(settings.kafka_port),
+        )
+        if settings.kafka_bootstrap_servers:
+            full_env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+        full_env.update(env)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(exe), "worker", *roles], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        """kill -9, as a crash."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+@pytest.fixture
+def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Start worker subprocesses: start_worker(settings, "all", env={...}); all are stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, *roles: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log_dir = tmp_path_factory.mktemp("worker")
+        worker = WorkerProcess(settings, roles or ("all",), str(log_dir / "worker.log"), env or {})
+        started.append(worker)
+        return worker
+
+    start.workers = started  # type: ignore[attr-defined]
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+async def pipeline(settings: Settings, start_worker: object) -> AsyncIterator[Settings]:
+    """Every processor and one local-sandbox executor, in a `worker all` subprocess, for this test's prefix."""
+    start_worker(settings, "all")  # type: ignore[operator]
+    yield settings

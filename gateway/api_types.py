@@ -1,0 +1,132 @@
+"""The public HTTP API's bodies as msgspec types.
+
+The same types validate request bodies, encode responses and generate /openapi.json,
+so the documented schema cannot drift from what the gateway accepts and answers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from streams.states import Limit, State
+
+# Avro `long` is 64-bit signed; anything outside cannot be produced, so the type refuses it up front.
+_Long = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class LimitsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Requested limits; an omitted or null limit takes the policy default."""
+
+    wall_time_ms: _Long | None = None
+    cpu_time_ms: _Long | None = None
+    memory_mib: _Long | None = None
+    processes: _Long | None = None
+    output_bytes: _Long | None = None
+    disk_mib: _Long | None = None
+
+
+class ExecutionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """POST /v1/executions body."""
+
+    language: str
+    code: str
+    stdin: str = ""
+    args: list[str] = msgspec.field(default_factory=list)
+    files: dict[str, str] = msgspec.field(default_factory=dict)
+    network: bool = False
+    limits: LimitsBody | None = None
+    callback_url: str | None = None
+    id: Annotated[str | None, msgspec.Meta(description="Optional idempotency key; generated when omitted.")] = None
+
+
+class Accepted(msgspec.Struct, kw_only=True):
+    """202 for a submitted or cancelled execution (or a wait that ran out of time)."""
+
+    id: str
+    state: State
+
+
+class Truncated(msgspec.Struct, kw_only=True):
+    stdout: bool = False
+    stderr: bool = False
+
+
+class Timings(msgspec.Struct, kw_only=True):
+    queued_ms: int = 0
+    compile_ms: int = 0
+    run_ms: int = 0
+    total_ms: int = 0
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    cpu_time_ms: int = 0
+    memory_peak_kib: int = 0
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    """The execution object of the API contract."""
+
+    id: str
+    language: str
+    state: State
+    limit: Limit | None
+    exit_code: int | None
+    signal: int | None
+    stdout: str
+    stderr: str
+    compile_output: str
+    truncated: Truncated
+    timings: Timings
+    usage: Usage
+    attempts: int
+    created_at: str | None
+    finished_at: str | None
+    reason: Annotated[str | None, msgspec.Meta(description="Why, for REJECTED, CANCELLED and ERROR.")] = None
+    field: Annotated[str | None, msgspec.Meta(description="For REJECTED: the request field at fault.")] = None
+
+
+class Event(msgspec.Struct, kw_only=True):
+    """One transition, as GET /v1/executions/{id}/events lists it."""
+
+    seq: int
+    state: State
+    at: str
+    at_ms: int
+    attempt: int
+    reason: str | None = None
+    field: str | None = None
+    executor: str | None = None
+
+
+class LanguageOut(msgspec.Struct, kw_only=True):
+    name: str
+    version: str
+    compiled: bool
+
+
+class ErrorDetail(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    error: ErrorDetail
+
+
+class Health(msgspec.Struct, kw_only=True):
+    status: str
+    kafka: bool | None = None
+    view_ready: bool | None = None
+
+
+RESPONSE_TYPES: tuple[type[msgspec.Struct], ...] = (
+    Accepted,
+    Execution,
+    Event,
+    LanguageOut,
+    ErrorBody,
+    Health,
+)

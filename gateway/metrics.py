@@ -1,0 +1,57 @@
+"""Prometheus metrics on the gateway's own registry. Fed by hooks (middleware, dispatcher), not domain code."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from gateway.webhooks import Attempt
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "sandbox_http_requests_total",
+            "HTTP requests answered, by route template, method and status class.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "sandbox_http_request_duration_seconds",
+            "Time to answer an HTTP request (until the headers of a stream), by route template.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.submissions = Counter(
+            "sandbox_submissions_total",
+            "POST /v1/executions outcomes: accepted, duplicate, invalid.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter("sandbox_rate_limited_total", "Requests refused with 429.", registry=self.registry)
+        self.webhook_attempts = Counter(
+            "sandbox_webhook_attempts_total",
+            "Webhook delivery attempts by outcome: delivered, retrying, failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.log_streams = Gauge("sandbox_sse_streams", "SSE log streams currently open.", registry=self.registry)
+        self.view_executions = Gauge(
+            "sandbox_view_executions", "Executions held in the gateway's materialized view.", registry=self.registry
+        )
+        self.waiters = Gauge(
+            "sandbox_wait_requests", "Requests waiting for an execution to change.", registry=self.registry
+        )
+
+    def on_request(self, route: str, method: str, status: int, duration_s: float) -> None:
+        self.http_requests.labels(route, method, f"{status // 100}xx").inc()
+        self.http_duration.labels(route).observe(duration_s)
+
+    def on_webhook_attempt(self, attempt: Attempt) -> None:
+        self.webhook_attempts.labels(attempt.outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,229 @@
+"""The gateway's materialized view of sandbox.events and sandbox.results: pure folding, no I/O.
+
+Events are folded with the state machine's `apply`, so a duplicate or replayed event changes
+nothing, and an event that arrives ahead of a gap waits until the gap is filled. A result is
+the final word on an execution; before it exists, the execution object is built from events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gateway.api_types import Event, Execution, Timings, Truncated, Usage
+from streams.codec import CodecError
+from streams.records import ExecutionEvent, ExecutionResult, RunOutcome
+from streams.states import ExecutionState, Limit, State, Transition, TransitionError, apply
+
+_LIMITS = {limit.value: limit for limit in Limit}
+# How many events of one execution may wait for a gap to fill before the view drops the oldest.
+MAX_PENDING_EVENTS = 64
+
+
+def iso_utc(at_ms: int | None) -> str | None:
+    if at_ms is None or at_ms <= 0:
+        return None
+    stamp = dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """Everything the view knows about one execution."""
+
+    id: str
+    tenant: str = "default"
+    language: str = ""
+    callback_url: str | None = None
+    created_at_ms: int | None = None
+    machine: ExecutionState | None = None
+    events: list[ExecutionEvent] = field(default_factory=list)
+    pending: dict[int, ExecutionEvent] = field(default_factory=dict)
+    result: ExecutionResult | None = None
+    submitted_here: bool = False
+
+    @property
+    def state(self) -> State:
+        if self.result is not None:
+            return self.result.state
+        return self.machine.state if self.machine is not None else State.REQUESTED
+
+    @property
+    def finished(self) -> bool:
+        return self.state.terminal
+
+    def execution(self) -> Execution:
+        return execution_from_result(self.result) if self.result is not None else _from_events(self)
+
+    def event_list(self) -> list[Event]:
+        return [
+            Event(
+                seq=e.seq,
+                state=e.state,
+                at=iso_utc(e.at_ms) or "",
+                at_ms=e.at_ms,
+                attempt=e.attempt,
+                reason=e.reason,
+                field=e.field,
+                executor=e.executor,
+            )
+            for e in self.events
+        ]
+
+
+def execution_from_result(r: ExecutionResult) -> Execution:
+    return Execution(
+        id=r.id,
+        language=r.language,
+        state=r.state,
+        limit=_LIMITS.get(r.limit) if r.limit else None,
+        exit_code=r.exit_code,
+        signal=r.signal,
+        stdout=_text(r.stdout),
+        stderr=_text(r.stderr),
+        compile_output=_text(r.compile_output),
+        truncated=Truncated(stdout=r.truncated_stdout, stderr=r.truncated_stderr),
+        timings=Timings(queued_ms=r.queued_ms, compile_ms=r.compile_ms, run_ms=r.run_ms, total_ms=r.total_ms),
+        usage=Usage(cpu_time_ms=r.cpu_time_ms, memory_peak_kib=r.memory_peak_kib),
+        attempts=r.attempts,
+        created_at=iso_utc(r.created_at_ms),
+        finished_at=iso_utc(r.finished_at_ms),
+        reason=r.reason,
+        field=r.field,
+    )
+
+
+def _first_at(events: list[ExecutionEvent], state: State) -> int | None:
+    return next((e.at_ms for e in events if e.state is state), None)
+
+
+def _from_events(record: ExecutionRecord) -> Execution:
+    """The execution as far as the events tell, for before the result exists."""
+    events = record.events
+    last = events[-1] if events else None
+    terminal = last if last is not None and last.state.terminal else None
+    outcome = terminal.outcome if terminal is not None and terminal.outcome is not None else RunOutcome()
+    created = record.created_at_ms if record.created_at_ms is not None else _first_at(events, State.REQUESTED)
+    queued, started = _first_at(events, State.QUEUED), _first_at(events, State.STARTED)
+    finished_ms = terminal.at_ms if terminal is not None else None
+    return Execution(
+        id=record.id,
+        language=record.language,
+        state=record.state,
+        limit=_LIMITS.get(outcome.limit) if outcome.limit else None,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        stdout=_text(outcome.stdout),
+        stderr=_text(outcome.stderr),
+        compile_output=_text(outcome.compile_output),
+        truncated=Truncated(stdout=outcome.truncated_stdout, stderr=outcome.truncated_stderr),
+        timings=Timings(
+            queued_ms=max(0, started - queued) if queued is not None and started is not None else 0,
+            compile_ms=outcome.compile_ms,
+            run_ms=outcome.run_ms,
+            total_ms=max(0, finished_ms - created) if finished_ms is not None and created is not None else 0,
+        ),
+        usage=Usage(cpu_time_ms=outcome.cpu_time_ms, memory_peak_kib=outcome.memory_peak_kib),
+        attempts=max((e.attempt for e in events), default=0),
+        created_at=iso_utc(created),
+        finished_at=iso_utc(finished_ms),
+        reason=terminal.reason if terminal is not None else None,
+        field=terminal.field if terminal is not None else None,
+    )
+
+
+class View:
+    """Executions by id, folded from events and results. Each fold says whether it changed anything."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ExecutionRecord] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __iter__(self) -> Iterator[ExecutionRecord]:
+        return iter(self._records.values())
+
+    def get(self, execution_id: str) -> ExecutionRecord | None:
+        return self._records.get(execution_id)
+
+    def _record(self, execution_id: str) -> ExecutionRecord:
+        record = self._records.get(execution_id)
+        if record is None:
+            record = self._records[execution_id] = ExecutionRecord(execution_id)
+        return record
+
+    def submitted(
+        self, execution_id: str, *, tenant: str, language: str, created_at_ms: int, callback_url: str | None
+    ) -> ExecutionRecord:
+        """A request this gateway produced: known (as REQUESTED) before its first event comes back."""
+        record = self._record(execution_id)
+        if record.machine is None and record.result is None:
+            record.tenant, record.language, record.created_at_ms = tenant, language, created_at_ms
+            record.callback_url = callback_url
+            record.submitted_here = True
+        return record
+
+    def fold_event(self, event: ExecutionEvent) -> bool:
+        """Apply one event; False for a duplicate, a replay or an impossible transition."""
+        record = self._record(event.execution_id)
+        if event.seq in record.pending:
+            return False
+        record.pending[event.seq] = event
+        changed = False
+        while True:
+            expected = 0 if record.machine is None else record.machine.next_seq
+            nxt = record.pending.pop(expected, None)
+            if nxt is None:
+                break
+            try:
+                record.machine = apply(record.machine, Transition(nxt.execution_id, nxt.seq, nxt.state))
+            except TransitionError:
+                continue  # an impossible transition: the view keeps what it had
+            _absorb(record, nxt)
+            changed = True
+        for seq in [s for s in record.pending if record.machine is not None and s < record.machine.next_seq]:
+            del record.pending[seq]  # duplicates that arrived while waiting
+        while len(record.pending) > MAX_PENDING_EVENTS:
+            del record.pending[min(record.pending)]
+        return changed
+
+    def fold_result(self, result: ExecutionResult) -> bool:
+        """Record the final result; False when it was already known."""
+        record = self._record(result.id)
+        if record.result == result:
+            return False
+        record.result = result
+        record.tenant, record.language = result.tenant, result.language
+        record.created_at_ms = result.created_at_ms or record.created_at_ms
+        record.callback_url = result.callback_url
+        return True
+
+
+def _absorb(record: ExecutionRecord, event: ExecutionEvent) -> None:
+    """Keep the event, and what its embedded request says, without keeping the request's bytes."""
+    kept = event
+    if event.request is not None:
+        try:
+            request = event.decoded_request()
+        except (CodecError, ValueError):
+            request = None
+        if request is not None:
+            record.language = request.language
+            record.callback_url = request.callback_url
+            record.tenant = request.tenant
+            if request.created_at_ms > 0:
+                record.created_at_ms = request.created_at_ms
+        kept = msgspec.structs.replace(event, request=None)
+    elif event.seq == 0:
+        record.tenant = event.tenant
+    if event.seq == 0 and record.created_at_ms is None:
+        record.created_at_ms = event.at_ms
+    record.events.append(kept)

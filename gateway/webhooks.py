@@ -1,0 +1,248 @@
+"""Webhook deliveries, driven from Kafka.
+
+A consumer group on sandbox.results hands each result with a callback_url to its own task
+(bounded concurrency, a timeout per attempt), which POSTs the execution object, signed, and
+retries with capped exponential backoff. Every attempt is recorded on sandbox.webhooks. An
+offset is committed only once every delivery at or below it is final, so a restarted gateway
+redelivers what was in flight: delivery is at least once, and `X-Aevatar-Delivery` lets a
+receiver drop repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+import httpx
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from gateway import signature
+from gateway.audit import logger
+from gateway.view import execution_from_result
+from streams import kafka
+from streams.codec import CodecError
+from streams.records import ExecutionResult
+from streams.settings import Settings
+from streams.topics import Topics
+
+P = TypeVar("P", bound=Hashable)
+AttemptOutcome = Literal["delivered", "retrying", "failed"]
+# Results older than this when first seen (a new consumer group reading history) are not delivered.
+MAX_RESULT_AGE_MS = 24 * 3600 * 1000
+
+
+def backoff_ms(attempt: int, *, base_ms: int, cap_ms: int) -> int:
+    """The wait after failed attempt `attempt` (1-based): base, 2·base, 4·base, ... never above cap."""
+    return int(min(cap_ms, base_ms * 2 ** max(0, attempt - 1)))
+
+
+class OffsetTracker(Generic[P]):
+    """Per partition: which offsets are still being delivered, and the offset it is safe to commit."""
+
+    def __init__(self) -> None:
+        self._pending: dict[P, set[int]] = {}
+        self._next: dict[P, int] = {}
+        self._committed: dict[P, int] = {}
+
+    def add(self, partition: P, offset: int) -> None:
+        self._pending.setdefault(partition, set()).add(offset)
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def done(self, partition: P, offset: int) -> None:
+        self._pending.get(partition, set()).discard(offset)
+
+    def in_flight(self) -> int:
+        return sum(len(p) for p in self._pending.values())
+
+    def committable(self) -> dict[P, int]:
+        """The offsets to commit now (Kafka's "next to read"), only those that moved since the last call."""
+        out: dict[P, int] = {}
+        for partition, nxt in self._next.items():
+            pending = self._pending.get(partition)
+            safe = min(pending) if pending else nxt
+            if safe > self._committed.get(partition, -1):
+                out[partition] = self._committed[partition] = safe
+        return out
+
+    def forget(self, partition: P) -> None:
+        """After a partition is revoked: its in-flight deliveries may be redone by its new owner."""
+        for table in (self._pending, self._next, self._committed):
+            table.pop(partition, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    execution_id: str
+    number: int
+    outcome: AttemptOutcome
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    next_attempt_at_ms: int | None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        out = [
+            ("x-aevatar-attempt", str(self.number).encode()),
+            ("x-aevatar-outcome", self.outcome.encode()),
+            ("x-aevatar-duration-ms", str(self.duration_ms).encode()),
+        ]
+        if self.status_code is not None:
+            out.append(("x-aevatar-status", str(self.status_code).encode()))
+        if self.error is not None:
+            out.append(("x-aevatar-error", self.error.encode()[:2000]))
+        if self.next_attempt_at_ms is not None:
+            out.append(("x-aevatar-next-attempt-at-ms", str(self.next_attempt_at_ms).encode()))
+        return out
+
+
+OnAttempt = Callable[[Attempt], None]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WebhookDispatcher:
+    """Consumes sandbox.results in a consumer group and delivers each callback. Runs until cancelled."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        *,
+        on_attempt: OnAttempt | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.group_id = f"{settings.topic_prefix}aevatar-gateway-webhooks"
+        self._producer = producer
+        self._on_attempt = on_attempt
+        self._http = http
+        self._slots = asyncio.Semaphore(max(1, settings.webhook_concurrency))
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log = logger("aevatar.gateway.webhooks")
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = kafka.consumer(self.settings, self.topics.results, group_id=self.group_id, from_beginning=True)
+        own_http = self._http is None
+        http = self._http or httpx.AsyncClient(follow_redirects=False)
+        try:
+            await consumer.start()  # inside the try: a cancel during the group join still stops it
+            self.started.set()
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                for tp, records in batch.items():
+                    for message in records:
+                        self._tracker.add(tp, message.offset)
+                        await self._dispatch(http, tp, message.offset, message.value)
+                await self._commit(consumer)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._commit(consumer))
+            await asyncio.shield(consumer.stop())
+            if own_http:
+                await asyncio.shield(http.aclose())
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        offsets = self._tracker.committable()
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if offsets:
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+
+    async def _dispatch(self, http: httpx.AsyncClient, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+        result = None
+        if value is not None:
+            try:
+                result = ExecutionResult.decode(value)
+            except (CodecError, ValueError, msgspec.ValidationError) as exc:
+                self._log.warning("undecodable result", topic=tp.topic, offset=offset, error=str(exc))
+        too_old = result is not None and result.finished_at_ms < _now_ms() - MAX_RESULT_AGE_MS
+        if result is None or not result.callback_url or too_old or value is None:
+            self._tracker.done(tp, offset)
+            return
+        await self._slots.acquire()
+        task = asyncio.create_task(self._deliver(http, result, value))
+        self._tasks.add(task)
+
+        def finished(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._slots.release()
+            if not t.cancelled():
+                self._tracker.done(tp, offset)
+
+        task.add_done_callback(finished)
+
+    async def _deliver(self, http: httpx.AsyncClient, result: ExecutionResult, raw: bytes) -> None:
+        assert result.callback_url is not None
+        body = msgspec.json.encode(execution_from_result(result))
+        timeout_s = self.settings.webhook_timeout_ms / 1000
+        for number in range(1, max(1, self.settings.webhook_max_attempts) + 1):
+            started = time.monotonic()
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "aevatar-sandbox-webhooks/1",
+                signature.HEADER: signature.sign(self.settings.webhook_secret, timestamp, body),
+                "X-Aevatar-Delivery": result.id,
+                "X-Aevatar-Attempt": str(number),
+            }
+            status: int | None = None
+            error: str | None = None
+            try:
+                async with asyncio.timeout(timeout_s):
+                    response = await http.post(result.callback_url, content=body, headers=headers, timeout=timeout_s)
+                status = response.status_code
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+            except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            duration_ms = int((time.monotonic() - started) * 1000)
+            last = number >= self.settings.webhook_max_attempts
+            wait_ms = backoff_ms(
+                number, base_ms=self.settings.webhook_backoff_base_ms, cap_ms=self.settings.webhook_backoff_cap_ms
+            )
+            outcome: AttemptOutcome = "delivered" if error is None else ("failed" if last else "retrying")
+            attempt = Attempt(
+                result.id,
+                number,
+                outcome,
+                status,
+                error,
+                duration_ms,
+                None if outcome != "retrying" else _now_ms() + wait_ms,
+            )
+            await self._record(attempt, raw)
+            if outcome != "retrying":
+                return
+            await asyncio.sleep(wait_ms / 1000)
+
+    async def _record(self, attempt: Attempt, raw: bytes) -> None:
+        self._log.info(
+            "webhook attempt",
+            execution_id=attempt.execution_id,
+            attempt=attempt.number,
+            outcome=attempt.outcome,
+            status=attempt.status_code,
+            error=attempt.error,
+        )
+        if self._on_attempt is not None:
+            self._on_attempt(attempt)
+        try:
+            await self._producer.send_and_wait(
+                self.topics.webhooks, raw, key=attempt.execution_id.encode(), headers=attempt.headers()
+            )
+        except Exception as exc:  # the record is best effort; the delivery itself goes on
+            self._log.warning("could not record webhook attempt", execution_id=attempt.execution_id, error=str(exc))

@@ -1,0 +1,69 @@
+"""Test helpers that read whole topics from the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from streams import kafka
+from streams.records import ExecutionEvent, ExecutionResult
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of a topic, from the beginning to its current end."""
+    consumer = kafka.consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        parts = await kafka.partitions_of(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        async with asyncio.timeout(60):
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for records in batch.values():
+                    out.extend(records)
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def events_by_id(settings: Settings) -> dict[str, list[ExecutionEvent]]:
+    out: dict[str, list[ExecutionEvent]] = {}
+    for record in await read_all(settings, Topics(settings.topic_prefix).events):
+        event = ExecutionEvent.decode(record.value)
+        out.setdefault(event.execution_id, []).append(event)
+    return out
+
+
+async def results_by_id(settings: Settings) -> dict[str, list[ExecutionResult]]:
+    out: dict[str, list[ExecutionResult]] = {}
+    for record in await read_all(settings, Topics(settings.topic_prefix).results):
+        result = ExecutionResult.decode(record.value)
+        out.setdefault(result.id, []).append(result)
+    return out
+
+
+async def eventually(check: Callable[[], object], timeout_s: float = 60.0, interval_s: float = 0.5) -> None:
+    """Wait until an async or sync check returns truthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,244 @@
+"""The whole pipeline against the real broker and real bubblewrap sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from streams import kafka
+from streams.client import SandboxClient, new_request
+from streams.records import ExecutionEvent
+from streams.settings import Settings
+from streams.states import State
+from streams.topics import Topics
+from tests.helpers import events_by_id, eventually, read_all, results_by_id
+
+pytestmark = [pytest.mark.kafka, pytest.mark.sandbox]
+
+PIPELINE_ENV = {"AEVATAR_SANDBOX_UID_BASE": "63000", "AEVATAR_SANDBOX_STATE_DIR": "/tmp/aevatar-pipeline-tests"}
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**PIPELINE_ENV, **{f"AEVATAR_{k.upper()}": v for k, v in extra.items()}}
+
+
+def _uid_processes(uid_base: int, slots: int) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) in range(uid_base, uid_base + slots)]
+
+
+def _user_code_processes(uid_base: int, slots: int) -> list[int]:
+    """Processes in the uid range that are neither zombies nor bubblewrap itself."""
+    out = []
+    for pid in _uid_processes(uid_base, slots):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+        if state != "Z" and name != "bwrap":
+            out.append(int(pid))
+    return out
+
+
+def _uid_of(pid: str) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return -1
+
+
+def _marker_processes(marker: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+async def test_python_program_ends_as_result_with_ordered_events(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env())
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", "import sys\nprint('hello', sys.stdin.read())", stdin="world")
+    assert result.state is State.SUCCEEDED
+    assert result.stdout == b"hello world\n"
+    assert result.exit_code == 0 and result.attempts == 1 and result.language == "python"
+    assert result.finished_at_ms >= result.created_at_ms and result.total_ms >= result.run_ms
+    events = (await events_by_id(settings))[result.id]
+    states = [e.state for e in sorted(events, key=lambda e: e.seq)]
+    assert states == [State.REQUESTED, State.VALIDATED, State.QUEUED, State.SCHEDULED, State.STARTED, State.SUCCEEDED]
+    assert sorted(e.seq for e in events) == list(range(6))
+    # On each partition the order of the log is the order of the transitions.
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+async def test_same_request_id_three_times_runs_once(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env())
+    request = new_request("python", "print('once')")
+    async with SandboxClient(settings) as client:
+        for _ in range(3):
+            await client.submit(request)
+        result = await client.result(request.id, 60)
+        assert result.stdout == b"once\n"
+        # A marker request submitted after the duplicates: once it is done, the duplicates were processed.
+        marker = await client.run("python", "print('after')")
+        assert marker.state is State.SUCCEEDED
+    await asyncio.sleep(1)
+    results = await results_by_id(settings)
+    assert len(results[request.id]) == 1
+    events = (await events_by_id(settings))[request.id]
+    assert sum(e.state is State.STARTED for e in events) == 1
+    assert sum(e.state is State.REQUESTED for e in events) == 1
+
+
+async def test_garbage_goes_to_deadletter_and_pipeline_flows(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env())
+    topics = Topics(settings.topic_prefix)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.requests, b"\x00\x01 garbage", key=b"junk")
+        await producer.send_and_wait(topics.requests, b"\xc3\x01" + b"\x07" * 8 + b"body", key=b"junk2")
+    finally:
+        await producer.stop()
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", "print('still flowing')")
+    assert result.state is State.SUCCEEDED and result.stdout == b"still flowing\n"
+    dead = await read_all(settings, topics.deadletter)
+    assert sorted(r.value for r in dead) == sorted([b"\x00\x01 garbage", b"\xc3\x01" + b"\x07" * 8 + b"body"])
+    reasons = sorted(dict(r.headers)["x-aevatar-reason"].decode() for r in dead)
+    assert reasons[0].startswith("BadMagic") and reasons[1].startswith("UnknownFingerprint")
+    assert all(dict(r.headers)["x-aevatar-source-topic"] == topics.requests.encode() for r in dead)
+
+
+async def test_rejected_request_has_reason_and_field(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env())
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", "print(1)", limits={"memory_mib": 1_000_000})
+        unknown = await client.run("cobol", "DISPLAY 'HI'.")
+    assert result.state is State.REJECTED and result.field == "limits.memory_mib"
+    assert result.reason is not None and "maximum" in result.reason
+    assert unknown.state is State.REJECTED and unknown.field == "language"
+
+
+async def test_cancel_queued_and_running(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env(capacity="1", executor_slots="1"))
+    marker = f"sleeper-{uuid.uuid4().hex[:8]}"
+    sleeper = new_request("python", "import time\ntime.sleep(60)", args=[marker], limits={"wall_time_ms": 60_000})
+    queued = new_request("python", "print('never')")
+    async with SandboxClient(settings) as client:
+        await client.submit(sleeper)
+
+        async def sleeper_started() -> bool:
+            return any(e.state is State.STARTED for e in (await events_by_id(settings)).get(sleeper.id, []))
+
+        await eventually(sleeper_started, 60)
+        await eventually(lambda: _marker_processes(marker), 10, 0.1)
+        await client.submit(queued)
+
+        async def queued_is_queued() -> bool:
+            return any(e.state is State.QUEUED for e in (await events_by_id(settings)).get(queued.id, []))
+
+        await eventually(queued_is_queued, 30)
+        await client.cancel(queued.id)
+        queued_result = await client.result(queued.id, 30)
+        await client.cancel(sleeper.id)
+        sleeper_result = await client.result(sleeper.id, 30)
+    assert queued_result.state is State.CANCELLED and queued_result.stdout == b""
+    assert sleeper_result.state is State.CANCELLED
+    assert sleeper_result.total_ms < 50_000
+    await eventually(lambda: not _marker_processes(marker), 10, 0.1)
+
+
+async def test_capacity_two_with_ten_slow_requests(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "all", env=env(capacity="2", executor_slots="4"))
+    requests = [new_request("python", "import time\ntime.sleep(0.7)\nprint('done')") for _ in range(10)]
+    async with SandboxClient(settings) as client:
+        for r in requests:
+            await client.submit(r)
+        results = await asyncio.gather(*(client.result(r.id, 120) for r in requests))
+    assert all(r.state is State.SUCCEEDED and r.stdout == b"done\n" for r in results)
+    events = await events_by_id(settings)
+    # Sweep the STARTED and terminal instants; at equal instants an end frees its slot first.
+    edges: list[tuple[int, int]] = []
+    for r in requests:
+        for e in events[r.id]:
+            if e.state is State.STARTED:
+                edges.append((e.at_ms, 1))
+            elif e.state.terminal:
+                edges.append((e.at_ms, -1))
+    running = peak = 0
+    for _, delta in sorted(edges):
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+async def test_crash_kill_9_with_200_in_flight(settings: Settings, start_worker: Any) -> None:
+    """200 requests in flight, the processors' process killed with -9, restarted: exactly one result each."""
+    worker_env = env(capacity="4", executor_slots="4", lease_ms="3000", max_attempts="3")
+    first = start_worker(settings, "all", env=worker_env)
+    # Each run sleeps a little, so that runs are in their sandboxes at the moment of the kill.
+    requests = [new_request("python", f"import time\ntime.sleep(0.2)\nprint({i})") for i in range(200)]
+    async with SandboxClient(settings) as client:
+        for r in requests:
+            await client.submit(r)
+
+        async def some_done() -> bool:
+            return len(await results_by_id(settings)) >= 20
+
+        await eventually(some_done, 120, 0.2)
+        first.kill()
+        done_at_crash = len(await results_by_id(settings))
+        assert done_at_crash < 200, "the crash came too late to test anything"
+        # The killed executor's programs died with it (parent-death signal): no user code runs on.
+        await eventually(lambda: not _user_code_processes(63000, 4), 10, 0.1)
+        leftovers = _uid_processes(63000, 4)  # idle or zombie sandbox inits, swept by the restart
+        assert os.listdir(f"{PIPELINE_ENV['AEVATAR_SANDBOX_STATE_DIR']}/63000/runs"), "nothing to sweep"
+        start_worker(settings, "all", env=worker_env)
+        results = await asyncio.gather(*(client.result(r.id, 240) for r in requests))
+    for i, result in enumerate(results):
+        assert result.state is State.SUCCEEDED, (result.id, result.state, result.reason)
+        assert result.stdout == f"{i}\n".encode()
+    # The restarted executor swept what the killed one left before running anything.
+    assert "swept_stale_runs" in start_worker.workers[-1].log()
+    assert not set(leftovers) & set(_uid_processes(63000, 4))
+    await asyncio.sleep(2)
+    counts = await results_by_id(settings)
+    assert {rid: len(v) for rid, v in counts.items() if len(v) != 1} == {}
+    assert set(counts) == {r.id for r in requests}
+
+
+async def test_two_launch_workers_share_the_load(settings: Settings, start_worker: Any) -> None:
+    start_worker(settings, "validation", "scheduling", "completion", env=env(capacity="8"))
+    start_worker(settings, "launch", env=env(executor_slots="4"))
+    start_worker(settings, "launch", env=env(executor_slots="4", sandbox_uid_base="63100"))
+    requests = [new_request("python", f"print({i})") for i in range(100)]
+    async with SandboxClient(settings) as client:
+        for r in requests:
+            await client.submit(r)
+        results = await asyncio.gather(*(client.result(r.id, 240) for r in requests))
+    assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(100)]
+    events = await events_by_id(settings)
+    executors: dict[str, int] = {}
+    for r in requests:
+        started = [e for e in events[r.id] if e.state is State.STARTED]
+        assert len(started) == 1
+        executor = started[0].executor or ""
+        executors[executor] = executors.get(executor, 0) + 1
+    assert len(executors) == 2, executors
+    assert min(executors.values()) >= 10, executors
+
+
+def _started(events: list[ExecutionEvent]) -> int:
+    return sum(e.state is State.STARTED for e in events)
