@@ -41,6 +41,25 @@ def default_backend(settings: Settings) -> Backend:
     return LocalBackend(config)
 
 
+async def make_backend(settings: Settings) -> Backend:
+    """The backend the settings name: the local bubblewrap one, or Kubernetes Jobs."""
+    if settings.sandbox_backend == "local":
+        return default_backend(settings)
+    if settings.sandbox_backend == "kubernetes":
+        from runtime.kube_manifest import KubernetesConfig
+        from runtime.kubernetes import KubernetesHostManager
+
+        config = KubernetesConfig(
+            namespace=settings.k8s_namespace,
+            runtime_class_name=settings.k8s_runtime_class or None,
+            executor_id=settings.executor_id,
+        )
+        manager = await KubernetesHostManager.from_kubeconfig(settings.kubeconfig or None, config)
+        await manager.start()
+        return manager
+    raise ValueError(f"AEVATAR_SANDBOX_BACKEND={settings.sandbox_backend!r}: use local or kubernetes")
+
+
 def known_languages() -> list[str]:
     from runtime.languages import LANGUAGES
 
@@ -72,7 +91,7 @@ async def run_roles(
         scheduling.install(app, settings)
         apps.append(app)
     if "launch" in roles:
-        backend = backend or default_backend(settings)
+        backend = backend or await make_backend(settings)
         app = make_app(settings, "launch")
         launch.install(app, settings, backend, settings.executor_slots)
         apps.append(app)

@@ -54,6 +54,10 @@ class Settings:
     executor_slots: int = 4  # concurrent runs per launch worker
     sandbox_uid_base: int = 61000  # slot i of the local backend runs as host uid sandbox_uid_base + i
     sandbox_state_dir: Path = Path("/var/lib/aevatar-sandbox")
+    sandbox_backend: str = "local"  # "local" (bubblewrap on this host) or "kubernetes" (a Job per run)
+    k8s_namespace: str = "aevatar-sandbox"
+    k8s_runtime_class: str = ""  # e.g. "gvisor"; empty: the cluster default
+    kubeconfig: str = ""  # empty: in-cluster config
     tenant_quota: int = 4
     max_attempts: int = 2
     lease_ms: int = 15_000
@@ -61,6 +65,11 @@ class Settings:
     # A worker's stable identity across restarts: its transactional id fences its own zombie.
     # Give each completion worker on one host its own.
     worker_id: str = field(default_factory=lambda: os.uname().nodename)
+    # Observability.
+    metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
+    metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector, e.g. http://otel:4318; None = no exporter, no cost
+    lag_interval_ms: int = 5_000  # how often a worker samples its consumer groups' lag
 
     @property
     def bootstrap_servers(self) -> str:
@@ -106,4 +115,6 @@ class Settings:
         settings = replace(base, **values)  # type: ignore[arg-type]
         if settings.partitions < 1:
             raise SettingsError("AEVATAR_PARTITIONS must be at least 1")
+        if not 0 <= settings.metrics_port <= 65535:
+            raise SettingsError("AEVATAR_METRICS_PORT must be 0 (off) or a port number")
         return settings
