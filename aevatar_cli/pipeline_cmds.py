@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import structlog
 import typer
 
 from processors.runner import ROLES, run_roles
+from runtime.errors import RuntimeSandboxError
 from streams.broker import ManagedBroker
 from streams.errors import StreamsError
 from streams.settings import Settings
@@ -41,6 +43,7 @@ def _configure_logging() -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
@@ -51,6 +54,17 @@ def _settings() -> Settings:
     from aevatar_cli.main import settings
 
     return settings()
+
+
+def _require_root_for_local_executor(settings: Settings, roles: list[str]) -> None:
+    """The local backend creates cgroups and drops each sandbox to its own uid: that takes root."""
+    if "launch" in roles and settings.sandbox_backend == "local" and os.geteuid() != 0:
+        typer.echo(
+            "error: the local executor must run as root (it creates cgroups and drops every sandbox to an "
+            "unprivileged uid); run with sudo, or run the other roles here and `worker launch` elsewhere",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -72,9 +86,10 @@ def worker(
         typer.echo(f"error: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} or all", err=True)
         raise typer.Exit(2)
     settings = _settings()
+    _require_root_for_local_executor(settings, chosen)
     try:
         asyncio.run(_until_signal(lambda stop: run_roles(settings, chosen, stop=stop)))
-    except StreamsError as exc:
+    except (StreamsError, RuntimeSandboxError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -85,6 +100,7 @@ def up(
     """The embedded default: the local Kafka broker, every processor, one executor and the gateway."""
     _configure_logging()
     settings = _settings()
+    _require_root_for_local_executor(settings, list(ROLES))
     try:
         if settings.managed_kafka:
             status, started = ManagedBroker(settings).start()
@@ -108,7 +124,13 @@ def up(
             where.append(f"gateway    http://{settings.gateway_host}:{settings.gateway_port}")
         typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
 
-    asyncio.run(_until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready)))
+    try:
+        asyncio.run(
+            _until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready))
+        )
+    except (StreamsError, RuntimeSandboxError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo("stopped", err=True)
 
 

@@ -44,6 +44,10 @@ async def settings(kafka_settings: Settings, prefix: str) -> AsyncIterator[Setti
     yield s
 
 
+# 64000-67199: away from the runtime suite's 61000-62500 and the pipeline tests' explicit 63000-63199.
+SESSION_UID_BASE = 64000 + 16 * (os.getpid() % 200)
+
+
 class WorkerProcess:
     """`aevatar-sandbox worker ROLES` as a real subprocess, for the settings' topic prefix."""
 
@@ -55,6 +59,9 @@ class WorkerProcess:
         exe = Path(sys.executable).with_name("aevatar-sandbox")
         full_env = dict(os.environ)
         full_env.update(
+            # Executor resources of its own per test session, so concurrent sessions never share slot uids.
+            AEVATAR_SANDBOX_UID_BASE=str(SESSION_UID_BASE),
+            AEVATAR_SANDBOX_STATE_DIR=f"/tmp/aevatar-test-executors-{os.getpid()}",
             AEVATAR_TOPIC_PREFIX=settings.topic_prefix,
             AEVATAR_PARTITIONS=str(settings.partitions),
             AEVATAR_DATA_DIR=str(settings.data_dir),
