@@ -5,6 +5,7 @@ installed first); the executor's RBAC is exactly enough to run a sandbox Job, an
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,18 @@ def cluster_ready(control_plane: ControlPlane) -> ControlPlane:
     for crd in sorted(STRIMZI_CRDS.glob("*.yaml")):
         result = control_plane.kubectl("apply", "--server-side", "-f", str(crd), check=False)
         assert result.returncode == 0, result.stderr
-    waited = control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/kafkas.kafka.strimzi.io", "crd/kafkatopics.kafka.strimzi.io", "crd/kafkanodepools.kafka.strimzi.io",
-        check=False,
-    )  # fmt: skip
+    # `kubectl wait` fails outright ("accessor error: <nil>") when it reads a CRD before the API server
+    # has written its first status; only that case is retried.
+    deadline = time.monotonic() + 60
+    while True:
+        waited = control_plane.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/kafkas.kafka.strimzi.io", "crd/kafkatopics.kafka.strimzi.io", "crd/kafkanodepools.kafka.strimzi.io",
+            check=False,
+        )  # fmt: skip
+        if waited.returncode == 0 or "accessor error" not in waited.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert waited.returncode == 0, waited.stderr
     namespaces = [d for d in render(control_plane, "production") if d["kind"] == "Namespace"]
     applied = control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(namespaces), check=False)
