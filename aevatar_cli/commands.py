@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "aevatar_cli.languages_cmd",
     "aevatar_cli.pipeline_cmds",
     "aevatar_cli.client_cmds",
+    "aevatar_cli.bench_cmd",
 )
 
 

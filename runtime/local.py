@@ -39,6 +39,7 @@ from runtime.outcome import Evidence, KillReason, Verdict, classify, looks_like_
 from runtime.reaper import reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
+from runtime.warm_pool import BOOTS, PoolKey, WarmPool, WarmPoolConfig, payload
 from runtime.workspace import Workspace, check_relative_name
 from streams.states import State
 
@@ -72,6 +73,9 @@ class LocalBackendConfig:
     # Outside state_dir (whose runs/ come and go) and outside any sandbox; shared by supervisors.
     compile_cache_dir: str = "/var/cache/aevatar-sandbox/compile"
     compile_cache_limits: CacheLimits = CacheLimits()
+    # Pre-started single-use sandboxes (off unless warm_pool.size > 0). Pool sandboxes run as host
+    # uids uid_base + max_slots + j, j < warm_pool.max_total: never shared with a cold slot.
+    warm_pool: WarmPoolConfig = WarmPoolConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,31 @@ class _Handle:
             self.cgroup.kill(spare=self.monitor_pid)
 
 
+@dataclass(frozen=True, slots=True)
+class _Spawned:
+    proc: asyncio.subprocess.Process
+    status_r: int  # read end of bubblewrap's --json-status-fd
+    started: float  # monotonic time of the spawn
+
+
+@dataclass(slots=True)
+class _Warm:
+    """A pre-started sandbox: built like a cold run of `key`, its interpreter blocked reading `code_w`'s pipe."""
+
+    key: PoolKey
+    uid: int
+    ws: Workspace
+    cg: RunCgroup
+    spawned: _Spawned
+    code_w: int
+    created_at: float
+    uses: int = 0
+    destroyed: bool = False
+
+    def alive(self) -> bool:
+        return self.spawned.proc.returncode is None and not self.destroyed
+
+
 @dataclass(slots=True)
 class _Slots:
     free: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
@@ -136,6 +165,20 @@ def _child_setup(procs_files: Sequence[str], uid: int, rlimits: Sequence[tuple[i
         raise OSError("prctl(PR_SET_PDEATHSIG) failed")
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _outcome(res: PhaseResult, compile_output: bytes, compile_ms: int) -> Outcome:
+    v = res.verdict
+    return Outcome(
+        v.state, v.limit, v.exit_code, v.signal, res.stdout, res.stderr, compile_output, res.truncated_stdout,
+        res.truncated_stderr, res.cpu_time_ms, res.memory_peak_kib, compile_ms, res.wall_ms, v.error,
+    )  # fmt: skip
+
+
 def _error_outcome(message: str) -> Outcome:
     return Outcome(State.ERROR, None, None, None, b"", b"", b"", False, False, 0, 0, 0, 0, message)
 
@@ -159,6 +202,7 @@ class LocalBackend:
         self._probes: dict[str, _Probe] = {}
         self._probe_locks: dict[str, asyncio.Lock] = {}
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
+        self._pool: WarmPool[_Warm] | None = None
 
     # -- readiness ------------------------------------------------------------------------------
     async def check(self) -> DoctorReport:
@@ -185,10 +229,20 @@ class LocalBackend:
                 self._cache.ensure()
                 set_subreaper()  # bubblewrap's orphaned sandbox init comes back to us to be reaped
                 self._report = report
+                if self.config.warm_pool.enabled and not report.missing_required() and not self._closed:
+                    first = self.config.uid_base + self.config.max_slots
+                    uids = range(first, first + self.config.warm_pool.max_total)
+                    self._pool = WarmPool(self.config.warm_pool, uids, self._start_warm, self._destroy_warm)
+                    self._pool.start()
         missing = self._report.missing_required()
         if missing:
             raise IsolationUnavailable(missing)
         return self._report
+
+    @property
+    def pool(self) -> WarmPool[_Warm] | None:
+        """The warm pool, once `check` has run with `config.warm_pool.size > 0`."""
+        return self._pool
 
     # -- Backend Protocol -----------------------------------------------------------------------
     async def run(self, request: RunRequest, on_output: OnOutput | None = None) -> Outcome:
@@ -207,6 +261,14 @@ class LocalBackend:
             return _error_outcome("network access is not available on this backend")
         handle = _Handle()
         self._running[request.execution_id] = handle
+        warm = self._take_warm(request, language)
+        if warm is not None:
+            try:
+                return await self._run_warm(request, warm, handle, on_output)
+            except (InvalidRequest, SandboxSetupError) as exc:
+                return _error_outcome(str(exc))
+            finally:
+                self._running.pop(request.execution_id, None)
         assert self._slots is not None
         slot = await self._slots.get()
         try:
@@ -235,6 +297,8 @@ class LocalBackend:
 
     async def close(self) -> None:
         self._closed = True
+        if self._pool is not None:
+            await self._pool.close()
         for handle in list(self._running.values()):
             handle.kill(KillReason.CANCELLED)
         while self._running:
@@ -322,25 +386,120 @@ class LocalBackend:
                 on_output,
                 network=request.network,
             )
-            v = res.verdict
-            return Outcome(
-                v.state,
-                v.limit,
-                v.exit_code,
-                v.signal,
-                res.stdout,
-                res.stderr,
-                compile_output,
-                res.truncated_stdout,
-                res.truncated_stderr,
-                res.cpu_time_ms,
-                res.memory_peak_kib,
-                compile_ms,
-                res.wall_ms,
-                v.error,
-            )
+            return _outcome(res, compile_output, compile_ms)
         finally:
             ws.destroy()
+
+    # -- the warm pool --------------------------------------------------------------------------
+    def _take_warm(self, request: RunRequest, lang: Language) -> _Warm | None:
+        """A pre-started sandbox built for exactly this request's language and limits, or None (cold start)."""
+        if self._pool is None or lang.compiled:
+            return None
+        plain = not request.files and not request.network
+        key = self._pool.key_for(request.language, request.limits, plain=plain)
+        if key is None:
+            return None
+        try:
+            self._check_args(request.args)
+        except InvalidRequest:
+            return None  # the cold path reports it
+        return self._pool.take(key)
+
+    async def _run_warm(self, request: RunRequest, sb: _Warm, handle: _Handle, on_output: OnOutput | None) -> Outcome:
+        """Hand the program to a pre-started sandbox, supervise it as a cold run, then destroy it."""
+        sb.uses += 1
+        if sb.uses != 1:  # the pool hands each sandbox out once; never run a second program in one
+            raise SandboxSetupError("a warm sandbox was handed out twice")
+        try:
+            if handle.cancelled:
+                res = PhaseResult(Verdict(State.CANCELLED, None, None, None), b"", b"", False, False, 0, 0, 0)
+                await self._destroy_warm(sb)
+                return _outcome(res, b"", 0)
+            handle.cgroup = sb.cg
+            handle.kill_reason = None
+            started = time.monotonic()
+            await self._deliver(sb.code_w, payload(request.code, request.args))
+            res = await self._watch(sb.spawned, sb.ws, request.limits, request.stdin, handle, on_output, sb.cg, started)
+        finally:
+            handle.cgroup = None
+            if not sb.destroyed:
+                sb.destroyed = True
+                try:
+                    await sb.cg.remove()
+                finally:
+                    sb.ws.destroy()
+            assert self._pool is not None
+            self._pool.release_uid(sb.uid)
+        return _outcome(res, b"", 0)
+
+    @staticmethod
+    async def _deliver(fd: int, data: bytes) -> None:
+        """Write the program to the sandbox's pipe and close it; what does not fit at once goes from a thread."""
+        try:
+            os.set_blocking(fd, False)
+            view = memoryview(data)
+            with contextlib.suppress(BlockingIOError):
+                while view:
+                    view = view[os.write(fd, view) :]
+            if view:
+                os.set_blocking(fd, True)
+                await asyncio.to_thread(_write_all, fd, bytes(view))
+        except BrokenPipeError:
+            pass  # the sandbox is gone; supervising it classifies the run
+        finally:
+            os.close(fd)
+
+    async def _start_warm(self, key: PoolKey, uid: int) -> _Warm:
+        """Build a sandbox as a cold run of `key` would be built, with the interpreter on the bootstrap."""
+        assert self._layout is not None
+        lang, limits, cfg = self._languages[key.language], key.limits, self.config
+        ws = Workspace(cfg.state_dir, limits.disk_mib, max(64, limits.disk_mib * cfg.inodes_per_mib))
+        ws.create({})
+        cg = RunCgroup(self._layout, cfg.cgroup_prefix, f"{ws.run_id}-{int(time.monotonic_ns())}")
+        code_w = -1
+        try:
+            cg.create()
+            cg.set_limits((limits.memory_mib + limits.disk_mib) * 1024 * 1024, limits.processes + BWRAP_OWN_PROCESSES,
+                          cfg.cpu_cores)  # fmt: skip
+            code_r, code_w = os.pipe()
+            try:
+                argv = BOOTS[key.language].program(code_r)
+                spawned = await self._spawn(argv, lang, ws, [], limits, uid, False, cg, extra_fds=(code_r,))
+            finally:
+                os.close(code_r)
+        except BaseException:
+            if code_w >= 0:
+                os.close(code_w)
+            try:
+                await cg.remove()
+            finally:
+                ws.destroy()
+            raise
+        return _Warm(key, uid, ws, cg, spawned, code_w, time.monotonic())
+
+    async def _destroy_warm(self, sb: _Warm) -> None:
+        """Tear down a sandbox that never ran a program (pool shrink, age, close)."""
+        if sb.destroyed:
+            return
+        sb.destroyed = True
+        with contextlib.suppress(OSError):
+            os.close(sb.code_w)
+        proc = sb.spawned.proc
+        try:
+            sb.cg.kill(spare=proc.pid)
+            try:
+                await asyncio.wait_for(proc.communicate(), 2.0)
+            except TimeoutError:
+                sb.cg.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+            status = self._read_status(sb.spawned.status_r)
+            if "child-pid" in status:
+                await reap(status["child-pid"])
+            await sb.cg.remove()
+        finally:
+            sb.ws.destroy()
 
     async def _compiled(
         self, lang: Language, files: dict[str, bytes], slot: int, handle: _Handle
@@ -472,6 +631,22 @@ class LocalBackend:
         network: bool,
         cg: RunCgroup,
     ) -> PhaseResult:
+        spawned = await self._spawn(argv, lang, ws, binds, limits, self.config.uid_base + slot, network, cg)
+        return await self._watch(spawned, ws, limits, stdin, handle, on_output, cg)
+
+    async def _spawn(
+        self,
+        argv: list[str],
+        lang: Language,
+        ws: Workspace,
+        binds: Sequence[tuple[str, str]],
+        limits: Limits,
+        uid: int,
+        network: bool,
+        cg: RunCgroup,
+        extra_fds: Sequence[int] = (),
+    ) -> _Spawned:
+        """Start bubblewrap in the run's cgroups, as `uid`, on `argv`; `extra_fds` are inherited by the sandbox."""
         cfg = self.config
         if self._bpf is None:
             raise SandboxSetupError("seccomp is unavailable")
@@ -482,8 +657,9 @@ class LocalBackend:
             toolchain_paths=lang.toolchain_paths, files=binds, root_symlinks=self._root_symlinks(),
             env=lang.env, network=network, hostname=cfg.hostname, sandbox_uid=cfg.sandbox_uid,
         )  # fmt: skip
-        capture = Capture(limits.output_bytes)
         started = time.monotonic()
+        rlimits = self._rlimits(limits)
+        procs_files = cg.procs_files()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *build_argv(cfg.bwrap_path, spec),
@@ -492,16 +668,38 @@ class LocalBackend:
                 stderr=asyncio.subprocess.PIPE,
                 env={},
                 close_fds=True,
-                pass_fds=(seccomp_fd, status_w),
+                pass_fds=(seccomp_fd, status_w, *extra_fds),
                 start_new_session=True,
-                preexec_fn=lambda: _child_setup(cg.procs_files(), cfg.uid_base + slot, self._rlimits(limits)),
+                preexec_fn=lambda: _child_setup(procs_files, uid, rlimits),
                 limit=cfg.read_chunk_bytes,
             )
         except OSError as exc:
+            os.close(status_r)
             raise SandboxSetupError(f"cannot start bubblewrap: {exc}") from exc
         finally:
             os.close(seccomp_fd)
             os.close(status_w)
+        return _Spawned(proc, status_r, started)
+
+    async def _watch(
+        self,
+        spawned: _Spawned,
+        ws: Workspace,
+        limits: Limits,
+        stdin: bytes,
+        handle: _Handle,
+        on_output: OnOutput | None,
+        cg: RunCgroup,
+        started: float | None = None,
+    ) -> PhaseResult:
+        """Feed stdin, pump the output, enforce the limits until the sandbox ends; then kill and account.
+
+        `started`: when the run's wall clock starts (default: when bubblewrap was spawned).
+        """
+        cfg = self.config
+        proc, status_r = spawned.proc, spawned.status_r
+        started = spawned.started if started is None else started
+        capture = Capture(limits.output_bytes)
 
         async def pump(stream: Stream, reader: asyncio.StreamReader) -> None:
             while chunk := await reader.read(cfg.read_chunk_bytes):

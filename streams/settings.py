@@ -65,6 +65,12 @@ class Settings:
     # A worker's stable identity across restarts: its transactional id fences its own zombie.
     # Give each completion worker on one host its own.
     worker_id: str = field(default_factory=lambda: os.uname().nodename)
+    # Performance.
+    # Warm pool (runtime/warm_pool.py): idle pre-started sandboxes per language at rest, for the default
+    # limits; 0 turns the pool off. Under load a pool grows with the request rate, up to warm_pool_max_size.
+    warm_pool_size: int = 0
+    warm_pool_max_size: int = 8
+    warm_pool_languages: str = "python,javascript"
     # Observability.
     metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
     metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container

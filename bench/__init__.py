@@ -1,0 +1,1 @@
+"""The performance harness: `aevatar-sandbox bench` (or `make bench`). See bench/README.md."""
