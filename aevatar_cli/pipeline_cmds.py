@@ -41,6 +41,7 @@ def _configure_logging() -> None:
     )
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,  # execution_id, tenant and trace_id of the message at hand
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.format_exc_info,
@@ -121,13 +122,13 @@ def up(
             f"processors {', '.join(ROLES)}, {settings.executor_slots} executor slots, capacity {settings.capacity}",
         ]
         if gateway:
-            where.append(f"gateway    http://{settings.gateway_host}:{settings.gateway_port}")
+            where.append(f"gateway    http://{settings.gateway_host}:{settings.gateway_port} (status page at /)")
+        if settings.metrics_port:
+            where.append(f"metrics    http://{settings.metrics_host}:{settings.metrics_port}/metrics (processors)")
         typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
 
     try:
-        asyncio.run(
-            _until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready))
-        )
+        asyncio.run(_until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready)))
     except (StreamsError, RuntimeSandboxError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

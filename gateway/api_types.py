@@ -85,6 +85,9 @@ class Execution(msgspec.Struct, kw_only=True):
     finished_at: str | None
     reason: Annotated[str | None, msgspec.Meta(description="Why, for REJECTED, CANCELLED and ERROR.")] = None
     field: Annotated[str | None, msgspec.Meta(description="For REJECTED: the request field at fault.")] = None
+    trace_id: Annotated[
+        str | None, msgspec.Meta(description="The W3C trace id that follows this execution through every stage.")
+    ] = None
 
 
 class Event(msgspec.Struct, kw_only=True):

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import logstream, openapi
+from gateway import logstream, openapi, status
 from gateway.api_types import Accepted, ErrorBody, ErrorDetail, ExecutionCreate, Health, LanguageOut
 from gateway.audit import AuditLog
 from gateway.auth import KeyRing, Principal
@@ -38,6 +38,7 @@ from streams.records import CancelRequest, ExecutionRequest, LogChunk, RequestLi
 from streams.settings import Settings
 from streams.states import State
 from streams.topics import Topics
+from streams.tracing import TraceContext, Tracer
 
 _ENCODER = msgspec.json.Encoder()
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
@@ -46,7 +47,9 @@ _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
 class RecordSink(Protocol):
     """Where the gateway produces: a Kafka producer in `serve`."""
 
-    async def send(self, topic: str, value: bytes, key: str) -> None: ...
+    async def send(
+        self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]] | None = None
+    ) -> None: ...
 
     async def reachable(self) -> bool: ...
 
@@ -65,6 +68,7 @@ class Services:
     language_names: Collection[str] = ()
     follow_logs: Callable[[str, int, Callable[[], bool]], AsyncIterator[LogChunk | None]] | None = None
     clock: Callable[[], float] = time.monotonic
+    tracer: Tracer = field(default_factory=lambda: Tracer("aevatar-gateway"))
 
     @property
     def topics(self) -> Topics:
@@ -141,7 +145,9 @@ def _wait_flag(request: Request) -> bool:
     raise ApiError(422, "invalid_query", "wait must be true or false", "wait")
 
 
-def to_request(body: ExecutionCreate, *, execution_id: str, tenant: str, now_ms: int) -> ExecutionRequest:
+def to_request(
+    body: ExecutionCreate, *, execution_id: str, tenant: str, now_ms: int, trace_id: str | None = None
+) -> ExecutionRequest:
     limits = body.limits
     return ExecutionRequest(
         id=execution_id,
@@ -154,13 +160,14 @@ def to_request(body: ExecutionCreate, *, execution_id: str, tenant: str, now_ms:
         limits=RequestLimits(**msgspec.structs.asdict(limits)) if limits is not None else RequestLimits(),
         callback_url=body.callback_url,
         tenant=tenant,
+        trace_id=trace_id,
         created_at_ms=now_ms,
     )
 
 
-async def _produce(services: Services, topic: str, value: bytes, key: str) -> None:
+async def _produce(services: Services, topic: str, value: bytes, key: str, trace: TraceContext | None = None) -> None:
     try:
-        await services.sink.send(topic, value, key)
+        await services.sink.send(topic, value, key, trace.headers() if trace is not None else None)
     except Exception as exc:  # the broker's many failure types all mean the same thing to a client
         raise ApiError(503, "kafka_unavailable", f"could not produce to Kafka: {type(exc).__name__}", None) from exc
 
@@ -181,7 +188,11 @@ async def create_execution(request: Request) -> Response:
     execution_id = body.id if body.id is not None else uuid.uuid4().hex
     request.state.execution_id = execution_id
     now_ms = int(time.time() * 1000)
-    execution_request = to_request(body, execution_id=execution_id, tenant=principal.tenant, now_ms=now_ms)
+    # The caller's W3C traceparent, if it sent one, is the parent of the whole execution's trace.
+    parent = TraceContext.parse(request.headers.get("traceparent")) or TraceContext.new()
+    execution_request = to_request(
+        body, execution_id=execution_id, tenant=principal.tenant, now_ms=now_ms, trace_id=parent.trace_id
+    )
     verdict = validate(execution_request, services.policy, services.language_names)
     if isinstance(verdict, Rejection):
         services.metrics.submissions.labels("invalid").inc()
@@ -191,18 +202,22 @@ async def create_execution(request: Request) -> Response:
         if not _visible(services, record, principal):
             raise ApiError(409, "id_in_use", f"id {execution_id!r} is in use", "id")
         services.metrics.submissions.labels("duplicate").inc()
+        request.state.trace_id = record.trace_id
     else:
         try:
             encoded = execution_request.encode()
         except (CodecError, ValueError, OverflowError) as exc:
             raise ApiError(422, "unencodable", f"the request cannot be encoded: {exc}", None) from None
-        await _produce(services, services.topics.requests, encoded, execution_id)
+        with services.tracer.span("gateway.submit", parent, execution_id=execution_id) as trace:
+            await _produce(services, services.topics.requests, encoded, execution_id, trace)
+        request.state.trace_id = trace.trace_id
         record = services.live.submitted(
             execution_id,
             tenant=principal.tenant,
             language=body.language,
             created_at_ms=now_ms,
             callback_url=body.callback_url,
+            trace_id=trace.trace_id,
         )
         services.metrics.submissions.labels("accepted").inc()
     if wait:
@@ -370,12 +385,14 @@ class ObserveMiddleware:
                 status=status,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 execution_id=state.get("execution_id"),
+                trace_id=state.get("trace_id"),
                 outcome=state.get("outcome") or ("ok" if status < 400 else f"http_{status}"),
             )
 
 
 def build_app(services: Services) -> Starlette:
     routes = [
+        Route("/", status.page, methods=["GET"]),
         Route("/v1/executions", create_execution, methods=["POST"]),
         Route("/v1/executions/{id}", get_execution, methods=["GET"]),
         Route("/v1/executions/{id}/events", list_events, methods=["GET"]),

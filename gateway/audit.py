@@ -41,6 +41,7 @@ class AuditLog:
         duration_ms: int,
         execution_id: str | None,
         outcome: str,
+        trace_id: str | None = None,
     ) -> None:
         self._log.info(
             "audit",
@@ -51,6 +52,7 @@ class AuditLog:
             route=route,
             path=path,
             execution_id=execution_id,
+            trace_id=trace_id,
             status=status,
             outcome=outcome,
             duration_ms=duration_ms,

@@ -21,6 +21,7 @@ from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.tracing import from_headers
 
 
 class LiveView:
@@ -81,10 +82,22 @@ class LiveView:
 
     # -- writing --------------------------------------------------------------------------------
     def submitted(
-        self, execution_id: str, *, tenant: str, language: str, created_at_ms: int, callback_url: str | None
+        self,
+        execution_id: str,
+        *,
+        tenant: str,
+        language: str,
+        created_at_ms: int,
+        callback_url: str | None,
+        trace_id: str | None = None,
     ) -> ExecutionRecord:
         record = self.view.submitted(
-            execution_id, tenant=tenant, language=language, created_at_ms=created_at_ms, callback_url=callback_url
+            execution_id,
+            tenant=tenant,
+            language=language,
+            created_at_ms=created_at_ms,
+            callback_url=callback_url,
+            trace_id=trace_id,
         )
         self._notify(execution_id)
         return record
@@ -96,6 +109,7 @@ class LiveView:
             if message.topic == self.topics.results:
                 result = ExecutionResult.decode(message.value)
                 changed, execution_id = self.view.fold_result(result), result.id
+                self._trace_from_headers(execution_id, message)
             else:
                 event = ExecutionEvent.decode(message.value)
                 changed, execution_id = self.view.fold_event(event), event.execution_id
@@ -106,6 +120,13 @@ class LiveView:
         if changed:
             self._notify(execution_id)
         return changed
+
+    def _trace_from_headers(self, execution_id: str, message: ConsumerRecord[bytes, bytes]) -> None:
+        """A result carries its trace in its traceparent header (the record itself has no field for it)."""
+        record = self.view.get(execution_id)
+        if record is not None and record.trace_id is None:
+            found = from_headers(message.headers)
+            record.trace_id = found.trace_id if found is not None else None
 
     def _notify(self, execution_id: str) -> None:
         for future in self._waiters.pop(execution_id, []):

@@ -38,6 +38,12 @@ class GatewayMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "sandbox_webhook_deliveries_total",
+            "Webhook deliveries that ended, by outcome: delivered, or failed after the last attempt.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.log_streams = Gauge("sandbox_sse_streams", "SSE log streams currently open.", registry=self.registry)
         self.view_executions = Gauge(
             "sandbox_view_executions", "Executions held in the gateway's materialized view.", registry=self.registry
@@ -52,6 +58,8 @@ class GatewayMetrics:
 
     def on_webhook_attempt(self, attempt: Attempt) -> None:
         self.webhook_attempts.labels(attempt.outcome).inc()
+        if attempt.outcome != "retrying":
+            self.webhook_deliveries.labels(attempt.outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -28,6 +28,7 @@ from runtime.languages import LANGUAGES
 from streams import kafka
 from streams.records import LogChunk
 from streams.settings import Settings
+from streams.tracing import Tracer
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 REACHABLE_CACHE_S = 1.0
@@ -41,8 +42,8 @@ class KafkaSink:
         self._checked_at = -REACHABLE_CACHE_S
         self._reachable = False
 
-    async def send(self, topic: str, value: bytes, key: str) -> None:
-        await self.producer.send_and_wait(topic, value, key=key.encode())
+    async def send(self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]] | None = None) -> None:
+        await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
 
     async def reachable(self) -> bool:
         now = time.monotonic()
@@ -94,6 +95,7 @@ async def serve(
     else:
         log.info("API keys loaded", keys=len(keys))
     metrics = GatewayMetrics()
+    tracer = Tracer("aevatar-gateway", settings.otlp_endpoint)
     producer = kafka.producer(settings)
     await producer.start()
     tasks: list[asyncio.Task[None]] = []
@@ -118,6 +120,7 @@ async def serve(
             metrics=metrics,
             language_names=frozenset(LANGUAGES),
             follow_logs=follow,
+            tracer=tracer,
         )
         await _first_of(live.ready.wait(), tasks)
         config = uvicorn.Config(
@@ -151,6 +154,7 @@ async def serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.shield(producer.stop())
+        tracer.shutdown()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

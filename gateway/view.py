@@ -48,6 +48,7 @@ class ExecutionRecord:
     pending: dict[int, ExecutionEvent] = field(default_factory=dict)
     result: ExecutionResult | None = None
     submitted_here: bool = False
+    trace_id: str | None = None
 
     @property
     def state(self) -> State:
@@ -60,7 +61,9 @@ class ExecutionRecord:
         return self.state.terminal
 
     def execution(self) -> Execution:
-        return execution_from_result(self.result) if self.result is not None else _from_events(self)
+        if self.result is not None:
+            return execution_from_result(self.result, self.trace_id)
+        return _from_events(self)
 
     def event_list(self) -> list[Event]:
         return [
@@ -78,7 +81,7 @@ class ExecutionRecord:
         ]
 
 
-def execution_from_result(r: ExecutionResult) -> Execution:
+def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Execution:
     return Execution(
         id=r.id,
         language=r.language,
@@ -97,6 +100,7 @@ def execution_from_result(r: ExecutionResult) -> Execution:
         finished_at=iso_utc(r.finished_at_ms),
         reason=r.reason,
         field=r.field,
+        trace_id=trace_id,
     )
 
 
@@ -136,6 +140,7 @@ def _from_events(record: ExecutionRecord) -> Execution:
         finished_at=iso_utc(finished_ms),
         reason=terminal.reason if terminal is not None else None,
         field=terminal.field if terminal is not None else None,
+        trace_id=record.trace_id,
     )
 
 
@@ -161,7 +166,14 @@ class View:
         return record
 
     def submitted(
-        self, execution_id: str, *, tenant: str, language: str, created_at_ms: int, callback_url: str | None
+        self,
+        execution_id: str,
+        *,
+        tenant: str,
+        language: str,
+        created_at_ms: int,
+        callback_url: str | None,
+        trace_id: str | None = None,
     ) -> ExecutionRecord:
         """A request this gateway produced: known (as REQUESTED) before its first event comes back."""
         record = self._record(execution_id)
@@ -169,6 +181,7 @@ class View:
             record.tenant, record.language, record.created_at_ms = tenant, language, created_at_ms
             record.callback_url = callback_url
             record.submitted_here = True
+            record.trace_id = trace_id
         return record
 
     def fold_event(self, event: ExecutionEvent) -> bool:
@@ -219,6 +232,7 @@ def _absorb(record: ExecutionRecord, event: ExecutionEvent) -> None:
             record.language = request.language
             record.callback_url = request.callback_url
             record.tenant = request.tenant
+            record.trace_id = request.trace_id or record.trace_id
             if request.created_at_ms > 0:
                 record.created_at_ms = request.created_at_ms
         kept = msgspec.structs.replace(event, request=None)

@@ -30,6 +30,7 @@ from streams.codec import CodecError
 from streams.records import ExecutionResult
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.tracing import TraceContext, from_headers
 
 P = TypeVar("P", bound=Hashable)
 AttemptOutcome = Literal["delivered", "retrying", "failed"]
@@ -143,7 +144,8 @@ class WebhookDispatcher:
                 for tp, records in batch.items():
                     for message in records:
                         self._tracker.add(tp, message.offset)
-                        await self._dispatch(http, tp, message.offset, message.value)
+                        trace = from_headers(message.headers)
+                        await self._dispatch(http, tp, message.offset, message.value, trace)
                 await self._commit(consumer)
         finally:
             for task in list(self._tasks):
@@ -162,7 +164,14 @@ class WebhookDispatcher:
         if offsets:
             await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
 
-    async def _dispatch(self, http: httpx.AsyncClient, tp: TopicPartition, offset: int, value: bytes | None) -> None:
+    async def _dispatch(
+        self,
+        http: httpx.AsyncClient,
+        tp: TopicPartition,
+        offset: int,
+        value: bytes | None,
+        trace: TraceContext | None = None,
+    ) -> None:
         result = None
         if value is not None:
             try:
@@ -174,7 +183,7 @@ class WebhookDispatcher:
             self._tracker.done(tp, offset)
             return
         await self._slots.acquire()
-        task = asyncio.create_task(self._deliver(http, result, value))
+        task = asyncio.create_task(self._deliver(http, result, value, trace))
         self._tasks.add(task)
 
         def finished(t: asyncio.Task[None]) -> None:
@@ -185,9 +194,11 @@ class WebhookDispatcher:
 
         task.add_done_callback(finished)
 
-    async def _deliver(self, http: httpx.AsyncClient, result: ExecutionResult, raw: bytes) -> None:
+    async def _deliver(
+        self, http: httpx.AsyncClient, result: ExecutionResult, raw: bytes, trace: TraceContext | None = None
+    ) -> None:
         assert result.callback_url is not None
-        body = msgspec.json.encode(execution_from_result(result))
+        body = msgspec.json.encode(execution_from_result(result, trace.trace_id if trace is not None else None))
         timeout_s = self.settings.webhook_timeout_ms / 1000
         for number in range(1, max(1, self.settings.webhook_max_attempts) + 1):
             started = time.monotonic()
@@ -199,6 +210,8 @@ class WebhookDispatcher:
                 "X-Aevatar-Delivery": result.id,
                 "X-Aevatar-Attempt": str(number),
             }
+            if trace is not None:
+                headers["traceparent"] = trace.child().traceparent
             status: int | None = None
             error: str | None = None
             try:

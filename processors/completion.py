@@ -9,18 +9,21 @@ results topic (read_committed) whenever partitions are assigned.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from processors.metrics import ProcessorMetrics
 from processors.results import build_result
 from streams import kafka
 from streams.codec import CodecError
-from streams.records import ExecutionEvent
+from streams.records import ExecutionEvent, ExecutionResult
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.tracing import Tracer, resolve
 
 log = structlog.get_logger()
 
@@ -52,8 +55,12 @@ async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[st
 
 
 class Completion:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or ProcessorMetrics()
+        self.tracer = tracer or Tracer("aevatar-completion")
         self.topics = Topics(settings.topic_prefix)
         self.group_id = f"{settings.topic_prefix}aevatar-completion"
         self.done: set[str] = set()
@@ -100,7 +107,8 @@ class Completion:
     ) -> None:
         async with producer.transaction():
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            newly_done: list[str] = []
+            newly_done: list[tuple[ExecutionResult, int, str]] = []
+            parked = 0
             for tp, records in batch.items():
                 for record in records:
                     offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -113,6 +121,7 @@ class Completion:
                             key=record.key,
                             headers=kafka.deadletter_headers(record, f"{type(exc).__name__}: {exc}", "completion"),
                         )
+                        parked += 1
                         continue
                     if not event.state.terminal or event.execution_id in self.done:
                         continue
@@ -120,14 +129,32 @@ class Completion:
                         request = event.decoded_request()
                     except CodecError:
                         request = None
-                    result = build_result(event, request)
-                    await producer.send(self.topics.results, result.encode(), key=result.id.encode())
+                    parent = resolve(record.headers, request.trace_id if request is not None else None)
+                    with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
+                        result = build_result(event, request)
+                        await producer.send(
+                            self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
+                        )
                     self.done.add(event.execution_id)
-                    newly_done.append(event.execution_id)
+                    newly_done.append((result, event.at_ms, trace.trace_id))
             await producer.send_offsets_to_transaction(offsets, self.group_id)
-        for execution_id in newly_done:
-            log.info("result", id=execution_id)
+        committed_ms = time.time_ns() // 1_000_000
+        # Counted once the transaction committed: an aborted batch is processed again and would count twice.
+        for _ in range(parked):
+            self.metrics.on_dead_letter("completion")
+        for result, terminal_at_ms, trace_id in newly_done:
+            self.metrics.on_result(result, (committed_ms - terminal_at_ms) / 1000)
+            log.info(
+                "result",
+                id=result.id,
+                state=result.state.value,
+                execution_id=result.id,
+                tenant=result.tenant,
+                trace_id=trace_id,
+            )
 
 
-async def run_completion(settings: Settings) -> None:
-    await Completion(settings).run()
+async def run_completion(
+    settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
+) -> None:
+    await Completion(settings, metrics=metrics, tracer=tracer).run()

@@ -1,18 +1,26 @@
-"""What every faust processor shares at its edge: producing events and dead letters."""
+"""What every faust processor shares at its edge: producing events and dead letters, with their hooks.
+
+Every record produced here carries its execution's W3C traceparent header, and every log line
+made while a message is handled carries the execution id, tenant and trace id (`bound`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import faust
 import structlog
 
+from processors.metrics import ProcessorMetrics
 from streams.app import raw_topic
 from streams.kafka import partition_for
 from streams.records import ExecutionEvent
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.tracing import TraceContext, Tracer
 
 log = structlog.get_logger()
 
@@ -21,12 +29,30 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@contextlib.contextmanager
+def bound(execution_id: str, tenant: str, trace: TraceContext | None) -> Iterator[None]:
+    """Log lines inside carry the execution id, the tenant and the trace id (structlog contextvars)."""
+    with structlog.contextvars.bound_contextvars(
+        execution_id=execution_id, tenant=tenant, trace_id=trace.trace_id if trace is not None else None
+    ):
+        yield
+
+
 class Edges:
     """The topics one faust app writes to, with the project's partitioning by execution id."""
 
-    def __init__(self, app: faust.App, settings: Settings, stage: str) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        stage: str,
+        metrics: ProcessorMetrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.settings = settings
         self.stage = stage
+        self.metrics = metrics or ProcessorMetrics()
+        self.tracer = tracer or Tracer(f"aevatar-{stage}")
         self.names = Topics(settings.topic_prefix)
         self.events = raw_topic(app, self.names.events)
         self.launches = raw_topic(app, self.names.launches)
@@ -37,15 +63,34 @@ class Edges:
     def _partition(self, execution_id: str) -> int:
         return partition_for(execution_id, self.settings.partitions)
 
-    async def emit(self, event: ExecutionEvent, *, wait: bool = False) -> None:
+    async def emit(self, event: ExecutionEvent, *, trace: TraceContext | None = None, wait: bool = False) -> None:
         """Put one transition on sandbox.events. `wait` returns only once the broker has it."""
-        fut = await self.events.send(key=event.key, value=event.encode(), partition=self._partition(event.execution_id))
-        log.info("transition", stage=self.stage, id=event.execution_id, seq=event.seq, state=event.state.value)
+        fut = await self.events.send(
+            key=event.key,
+            value=event.encode(),
+            partition=self._partition(event.execution_id),
+            headers=trace.headers() if trace is not None else None,
+        )
+        with bound(event.execution_id, event.tenant, trace):
+            log.info("transition", stage=self.stage, id=event.execution_id, seq=event.seq, state=event.state.value)
         if wait:
             await fut
 
-    async def send(self, topic: faust.TopicT, execution_id: str, value: bytes, *, wait: bool = False) -> None:
-        fut = await topic.send(key=execution_id.encode(), value=value, partition=self._partition(execution_id))
+    async def send(
+        self,
+        topic: faust.TopicT,
+        execution_id: str,
+        value: bytes,
+        *,
+        trace: TraceContext | None = None,
+        wait: bool = False,
+    ) -> None:
+        fut = await topic.send(
+            key=execution_id.encode(),
+            value=value,
+            partition=self._partition(execution_id),
+            headers=trace.headers() if trace is not None else None,
+        )
         if wait:
             await fut
 
@@ -60,4 +105,5 @@ class Edges:
         }
         fut = await self.deadletter.send(key=message.key, value=message.value or b"", headers=headers)
         await fut
+        self.metrics.on_dead_letter(self.stage)
         log.warning("dead_letter", stage=self.stage, topic=message.topic, offset=message.offset, reason=reason)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections import OrderedDict
 
 import faust
 import structlog
 from aiokafka import TopicPartition
 
-from processors.edges import Edges, now_ms
+from processors.edges import Edges, bound, now_ms
+from processors.metrics import ProcessorMetrics
 from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
 from streams import kafka
 from streams.app import raw_topic
@@ -23,6 +25,7 @@ from streams.codec import CodecError
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest, LogChunk, RunOutcome
 from streams.settings import Settings
 from streams.states import State
+from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
 # How far back a starting executor looks for cancellations of runs it may be handed.
@@ -85,13 +88,32 @@ class RecentIds:
         return execution_id in self._ids
 
 
+def security_events(outcome: Outcome) -> list[tuple[str, dict[str, object]]]:
+    """The security events in a run's outcome: a limit hit, a seccomp kill (SIGSYS)."""
+    found: list[tuple[str, dict[str, object]]] = []
+    if outcome.limit is not None:
+        found.append(("security_limit_hit", {"kind": outcome.limit.value}))
+    if outcome.signal == signal.SIGSYS:
+        found.append(("security_seccomp_kill", {"signal": "SIGSYS"}))
+    return found
+
+
 class Executor:
-    def __init__(self, app: faust.App, settings: Settings, backend: Backend, slots: int) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        backend: Backend,
+        slots: int,
+        *,
+        metrics: ProcessorMetrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.backend = backend
         self.slots = slots
-        self.edges = Edges(app, settings, "launch")
+        self.edges = Edges(app, settings, "launch", metrics, tracer)
         self.cancelled = RecentIds()
         self.running: set[str] = set()
         # The launch seqs this process took, so a launch that is sent again (the scheduler resends
@@ -120,7 +142,10 @@ class Executor:
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
                 continue
             self.launched.add(key)
-            await self.launch(scheduled, request)
+            parent = resolve(message.headers, request.trace_id)
+            span = self.edges.tracer.span("launch", parent, execution_id=scheduled.execution_id)
+            with span as trace, bound(scheduled.execution_id, scheduled.tenant, trace):
+                await self.launch(scheduled, request, trace)
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
         return ExecutionEvent(
@@ -136,11 +161,14 @@ class Executor:
             **fields,  # type: ignore[arg-type]
         )
 
-    async def launch(self, scheduled: ExecutionEvent, request: ExecutionRequest) -> None:
+    async def launch(
+        self, scheduled: ExecutionEvent, request: ExecutionRequest, trace: TraceContext | None = None
+    ) -> None:
         execution_id = scheduled.execution_id
         if execution_id in self.cancelled:
             await self.edges.emit(
-                self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started")
+                self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started"),
+                trace=trace,
             )
             return
         started_at = now_ms()
@@ -148,17 +176,20 @@ class Executor:
         started = self._event(
             scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
         )
-        await self.edges.emit(started, wait=True)
+        await self.edges.emit(started, trace=trace, wait=True)
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
+        self.edges.metrics.executor_runs.inc()
         try:
-            outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled))
+            outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled, trace))
         except Exception as exc:
             log.exception("backend_failed", id=execution_id)
             terminal = self._event(
                 scheduled, started.seq + 1, State.ERROR, reason=f"backend failed: {exc}", started_at_ms=started_at
             )
         else:
+            for name, fields in security_events(outcome):
+                log.warning(name, language=request.language, executor=self.settings.executor_id, **fields)
             terminal = self._event(
                 scheduled,
                 started.seq + 1,
@@ -169,12 +200,13 @@ class Executor:
             )
         finally:
             self.running.discard(execution_id)
+            self.edges.metrics.executor_runs.dec()
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-        await self.edges.emit(terminal, wait=True)
+        await self.edges.emit(terminal, trace=trace, wait=True)
 
-    def _log_sink(self, scheduled: ExecutionEvent):  # type: ignore[no-untyped-def]
+    def _log_sink(self, scheduled: ExecutionEvent, trace: TraceContext | None):  # type: ignore[no-untyped-def]
         async def sink(chunk: OutputChunk) -> None:
             record = LogChunk(
                 execution_id=scheduled.execution_id,
@@ -184,7 +216,7 @@ class Executor:
                 data=chunk.data,
                 at_ms=now_ms(),
             )
-            await self.edges.send(self.edges.logs, scheduled.execution_id, record.encode())
+            await self.edges.send(self.edges.logs, scheduled.execution_id, record.encode(), trace=trace)
 
         return sink
 
@@ -232,5 +264,13 @@ class Executor:
             await consumer.stop()
 
 
-def install(app: faust.App, settings: Settings, backend: Backend, slots: int) -> Executor:
-    return Executor(app, settings, backend, slots)
+def install(
+    app: faust.App,
+    settings: Settings,
+    backend: Backend,
+    slots: int,
+    *,
+    metrics: ProcessorMetrics | None = None,
+    tracer: Tracer | None = None,
+) -> Executor:
+    return Executor(app, settings, backend, slots, metrics=metrics, tracer=tracer)

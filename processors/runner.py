@@ -6,36 +6,49 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import faust
 import structlog
 
 from processors import completion, launch, scheduling, validation
+from processors.metrics import LagSampler, ProcessorMetrics, consumed_topics, serve_metrics
 from processors.policy import DEFAULT_POLICY, Policy
 from runtime.types import Backend
+
+if TYPE_CHECKING:
+    from runtime.local import LocalBackend
 from streams.app import make_app
 from streams.settings import Settings
 from streams.topics import create_topics
+from streams.tracing import Tracer
 
 log = structlog.get_logger()
 
 ROLES: tuple[str, ...] = ("validation", "scheduling", "launch", "completion")
 
 
-def default_backend(settings: Settings) -> Backend:
-    """The local bubblewrap backend, on resources keyed by the uid base: claimed, then swept."""
+def default_backend(settings: Settings) -> LocalBackend:
+    """The local bubblewrap backend, warm pool included, on resources keyed by the uid base.
+
+    Its uid range (the slots, then the pool's sandboxes) is claimed, then swept of whatever a killed
+    predecessor left.
+    """
     from runtime.local import LocalBackend, LocalBackendConfig
     from runtime.sweep import claim, sweep
+    from runtime.warm_pool import WarmPoolConfig
 
+    pool = WarmPoolConfig.from_sizes(settings.warm_pool_size, settings.warm_pool_max_size, settings.warm_pool_languages)
     slots = max(settings.executor_slots, 1)
     config = LocalBackendConfig(
         max_slots=slots,
         uid_base=settings.sandbox_uid_base,
         state_dir=str(settings.sandbox_state_dir / str(settings.sandbox_uid_base)),
         cgroup_prefix=f"aevatar-sandbox-{settings.sandbox_uid_base}",
+        warm_pool=pool,
     )
     claim(config.state_dir)  # held until this process exits
-    report = sweep(config.state_dir, config.cgroup_prefix, config.uid_base, slots)
+    report = sweep(config.state_dir, config.cgroup_prefix, config.uid_base, slots + pool.max_total)
     if report.processes_killed or report.cgroups_removed or report.runs_removed:
         log.warning("swept_stale_runs", **dataclasses.asdict(report))
     return LocalBackend(config)
@@ -75,29 +88,41 @@ async def run_roles(
     backend: Backend | None = None,
     also: Sequence[Callable[[], Awaitable[None]]] = (),
     on_ready: Callable[[], None] | None = None,
+    metrics: ProcessorMetrics | None = None,
 ) -> None:
-    """Run the given roles until `stop` is set or one of them fails."""
+    """Run the given roles until `stop` is set or one of them fails.
+
+    With `settings.metrics_port`, the process serves its metrics (the processors' and the runtime's
+    registries) on that port and samples its consumer groups' lag.
+    """
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
     await create_topics(settings)
+    metrics = metrics or ProcessorMetrics()
+    tracer = Tracer("aevatar-processors", settings.otlp_endpoint)
     apps: list[faust.App] = []
     if "validation" in roles:
         app = make_app(settings, "validation")
-        validation.install(app, settings, policy, known_languages())
+        validation.install(app, settings, policy, known_languages(), metrics=metrics, tracer=tracer)
         apps.append(app)
     if "scheduling" in roles:
         app = make_app(settings, "scheduling")
-        scheduling.install(app, settings)
+        scheduling.install(app, settings, metrics=metrics, tracer=tracer)
         apps.append(app)
     if "launch" in roles:
         backend = backend or await make_backend(settings)
         app = make_app(settings, "launch")
-        launch.install(app, settings, backend, settings.executor_slots)
+        launch.install(app, settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
         apps.append(app)
     jobs: list[Callable[[], Awaitable[None]]] = list(also)
     if "completion" in roles:
-        jobs.append(lambda: completion.run_completion(settings))
+        jobs.append(lambda: completion.run_completion(settings, metrics=metrics, tracer=tracer))
+    if settings.metrics_port:
+        from runtime.metrics import REGISTRY as RUNTIME_REGISTRY
+
+        jobs.append(lambda: serve_metrics(settings.metrics_host, settings.metrics_port, metrics, RUNTIME_REGISTRY))
+        jobs.append(LagSampler(settings, consumed_topics(settings, roles), metrics).run)
     tasks = [asyncio.create_task(_named(job)) for job in jobs]
     started: list[faust.App] = []
     try:
@@ -124,6 +149,7 @@ async def run_roles(
                 await app.stop()
         if backend is not None:
             await backend.close()
+        tracer.shutdown()
         log.info("roles_stopped", roles=list(roles))
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import faust
 import structlog
 
-from processors.edges import Edges, now_ms
+from processors.edges import Edges, bound, now_ms
+from processors.metrics import ProcessorMetrics
 from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
 from streams.app import raw_topic
 from streams.codec import CodecError
-from streams.records import CancelRequest, ExecutionEvent
+from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest
 from streams.settings import Settings
 from streams.states import State
+from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
 
@@ -40,9 +42,25 @@ def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
     )
 
 
-def install(app: faust.App, settings: Settings) -> Scheduler:
-    edges = Edges(app, settings, "scheduling")
+def trace_id_of(entry: Entry) -> str | None:
+    """The trace id in the request the entry holds (None if it holds none, or an unreadable one)."""
+    if entry.request is None:
+        return None
+    try:
+        return ExecutionRequest.decode(entry.request).trace_id
+    except (CodecError, ValueError):
+        return None
+
+
+def install(
+    app: faust.App, settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
+) -> Scheduler:
+    edges = Edges(app, settings, "scheduling", metrics, tracer)
     scheduler = Scheduler(settings.capacity, settings.tenant_quota, settings.lease_ms)
+    edges.metrics.watch_scheduler(scheduler)
+    # The last trace position of each execution this scheduler holds, so that what it emits later
+    # (when capacity frees up) continues the right trace; after a restart, from the request's trace id.
+    traces: dict[str, TraceContext] = {}
     entries = app.Table("queue", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
     loaded = False
 
@@ -62,10 +80,18 @@ def install(app: faust.App, settings: Settings) -> Scheduler:
         for emit in emits:
             persist(emit.entry)
             event = event_for(emit, now_ms())
-            # The SCHEDULED transition is on sandbox.events before its launch can start.
-            await edges.emit(event, wait=emit.state is State.SCHEDULED)
-            if emit.state is State.SCHEDULED:
-                await edges.send(edges.launches, event.execution_id, event.encode(), wait=True)
+            execution_id = event.execution_id
+            parent = traces.get(execution_id) or TraceContext.new(trace_id_of(emit.entry))
+            span = edges.tracer.span("scheduling", parent, execution_id=execution_id, state=event.state.value)
+            with span as trace, bound(execution_id, event.tenant, trace):
+                # The SCHEDULED transition is on sandbox.events before its launch can start.
+                await edges.emit(event, trace=trace, wait=emit.state is State.SCHEDULED)
+                if emit.state is State.SCHEDULED:
+                    await edges.send(edges.launches, execution_id, event.encode(), trace=trace, wait=True)
+            if emit.entry.done or event.state.terminal:
+                traces.pop(execution_id, None)
+            else:
+                traces[execution_id] = trace
 
     @app.agent(raw_topic(app, edges.names.events), name="schedule")
     async def on_events(stream: faust.StreamT[bytes]) -> None:
@@ -78,6 +104,7 @@ def install(app: faust.App, settings: Settings) -> Scheduler:
                 continue
             if event.state is State.VALIDATED:
                 request = event.decoded_request()
+                traces[event.execution_id] = resolve(message.headers, request.trace_id if request else None)
                 await carry_out(
                     scheduler.on_validated(
                         event.execution_id,
@@ -99,6 +126,8 @@ def install(app: faust.App, settings: Settings) -> Scheduler:
                 if not was_done:
                     persist(scheduler.entries[event.execution_id])
                 await carry_out(emits)
+            if event.state.terminal:
+                traces.pop(event.execution_id, None)
 
     @app.agent(raw_topic(app, edges.names.cancellations), name="cancel-queued")
     async def on_cancellations(stream: faust.StreamT[bytes]) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 
 import faust
+import structlog
 from msgspec import structs
 
-from processors.edges import Edges, now_ms
+from processors.edges import Edges, bound, now_ms
+from processors.metrics import ProcessorMetrics
 from processors.policy import Policy
 from processors.rules import Rejection, validate
 from streams.app import raw_topic
@@ -15,6 +18,11 @@ from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionRequest
 from streams.settings import Settings
 from streams.states import State
+from streams.tracing import Tracer, resolve
+
+log = structlog.get_logger()
+# Rejections by the static policy (as opposed to a malformed request): security events.
+POLICY_CODES = frozenset({"banned_import", "network_not_allowed", "limit_above_maximum"})
 
 
 def request_events(
@@ -48,8 +56,16 @@ def request_events(
     return [requested, second]
 
 
-def install(app: faust.App, settings: Settings, policy: Policy, languages: Collection[str]) -> None:
-    edges = Edges(app, settings, "validation")
+def install(
+    app: faust.App,
+    settings: Settings,
+    policy: Policy,
+    languages: Collection[str],
+    *,
+    metrics: ProcessorMetrics | None = None,
+    tracer: Tracer | None = None,
+) -> None:
+    edges = Edges(app, settings, "validation", metrics, tracer)
     requests = raw_topic(app, edges.names.requests)
     # Execution ids seen, so that a repeated id produces no second run.
     seen = app.Table("seen-ids", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
@@ -68,10 +84,19 @@ def install(app: faust.App, settings: Settings, policy: Policy, languages: Colle
                 continue
             if request.id in seen:
                 continue  # idempotency: this id already ran or runs
-            at = now_ms()
-            if not request.created_at_ms:
-                request = structs.replace(request, created_at_ms=at)
-            verdict = validate(request, policy, languages)
-            for event in request_events(raw, request, verdict, at):
-                await edges.emit(event, wait=True)
-            seen[request.id] = b"1"
+            parent = resolve(message.headers, request.trace_id)
+            span = edges.tracer.span("validation", parent, execution_id=request.id)
+            with span as trace, bound(request.id, request.tenant, trace):
+                started = time.perf_counter()
+                at = now_ms()
+                if not request.created_at_ms or request.trace_id != trace.trace_id:
+                    request = structs.replace(
+                        request, created_at_ms=request.created_at_ms or at, trace_id=trace.trace_id
+                    )
+                verdict = validate(request, policy, languages)
+                if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
+                    log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
+                for event in request_events(raw, request, verdict, at):
+                    await edges.emit(event, trace=trace, wait=True)
+                seen[request.id] = b"1"
+                edges.metrics.on_validation(time.perf_counter() - started)

@@ -17,7 +17,7 @@ class MemorySink:
         self.sent: list[tuple[str, bytes, str]] = []
         self._reachable = reachable
 
-    async def send(self, topic: str, value: bytes, key: str) -> None:
+    async def send(self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]] | None = None) -> None:
         if not self._reachable:
             raise ConnectionError("broker down")
         self.sent.append((topic, value, key))

@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# The platform image: the gateway, the processors and the executor all run from it (docker-compose.yml).
+# Multi-stage: wheels are built with the compiler in `build`, and only they are installed in `runtime`.
+# It runs as the unprivileged user `aevatar` (uid 10001). Only the executor is started as root, because
+# its supervisor must setuid() to one host uid per sandbox slot and write cgroups; see docker-compose.yml.
+
+FROM python:3.11-slim-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential libseccomp-dev \
+ && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# The source stays at /opt/aevatar: the codec reads every schema version from schemas/ beside the packages,
+# so the project is installed in place (editable) rather than as a wheel that would leave schemas/ out.
+WORKDIR /opt/aevatar
+COPY pyproject.toml README.md ./
+COPY schemas/ schemas/
+COPY streams/ streams/
+COPY processors/ processors/
+COPY runtime/ runtime/
+COPY gateway/ gateway/
+COPY aevatar_cli/ aevatar_cli/
+RUN pip install --no-cache-dir -e . opentelemetry-sdk opentelemetry-exporter-otlp-proto-http \
+ && python -m compileall -q streams processors runtime gateway aevatar_cli
+
+FROM python:3.11-slim-bookworm AS runtime
+# bubblewrap and libseccomp: the local sandbox backend. tini: reaps zombies as PID 1 and forwards signals.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap libseccomp2 tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 aevatar \
+ && useradd --system --uid 10001 --gid aevatar --home-dir /var/lib/aevatar --create-home aevatar \
+ && install -d -o aevatar -g aevatar /var/lib/aevatar/data /var/lib/aevatar/cache \
+ && install -d -m 0755 /var/lib/aevatar-sandbox
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/aevatar /opt/aevatar
+ENV PATH=/opt/venv/bin:$PATH
+# The executor's cgroup v2 delegation (run as root, only by the executor service): Docker mounts the
+# container's cgroup read-only and puts every process in its root, where no controller can be enabled
+# for children. This remounts it read-write, moves the container's processes to a leaf `init` group,
+# enables the controllers for the sandboxes' groups, then runs the command.
+RUN printf '%s\n' \
+      '#!/bin/sh' \
+      'set -eu' \
+      'if [ "$(id -u)" = 0 ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then' \
+      '  mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true' \
+      '  mkdir -p /sys/fs/cgroup/init' \
+      '  xargs -rn1 < /sys/fs/cgroup/cgroup.procs > /sys/fs/cgroup/init/cgroup.procs 2>/dev/null || true' \
+      '  sed -e "s/ / +/g" -e "s/^/+/" < /sys/fs/cgroup/cgroup.controllers > /sys/fs/cgroup/cgroup.subtree_control' \
+      'fi' \
+      'exec "$@"' \
+      > /usr/local/bin/aevatar-cgroup-delegate \
+ && chmod 0755 /usr/local/bin/aevatar-cgroup-delegate
+ENV AEVATAR_DATA_DIR=/var/lib/aevatar/data \
+    AEVATAR_CACHE_DIR=/var/lib/aevatar/cache \
+    PYTHONUNBUFFERED=1
+USER aevatar
+WORKDIR /var/lib/aevatar
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["aevatar-sandbox", "--help"]
