@@ -120,10 +120,19 @@ class Executor:
         # one that no executor took within a lease term) does not run twice here. After a crash
         # it is empty on purpose: the run the dead process held is lost and may run again.
         self.launched = RecentIds()
-        app.agent(raw_topic(app, self.edges.names.launches), name="launch", concurrency=slots)(self._agent)
+        self._tasks: set[asyncio.Task[None]] = set()
+        app.agent(raw_topic(app, self.edges.names.launches), name="launch")(self._agent)
         app.task(self._watch_cancellations)
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
+        """Take launches one at a time, each once a slot is free; run them side by side.
+
+        A launch is acknowledged (so its offset commits) as soon as its STARTED is on the events
+        topic: from then on the run is covered by its lease, not by redelivery. So a rebalance never
+        hands a started run to a second executor, and a run whose executor dies is retried by the
+        scheduler when the lease expires.
+        """
+        slots = asyncio.Semaphore(self.slots)
         async for message in stream.events():
             try:
                 scheduled = ExecutionEvent.decode(message.value)
@@ -142,10 +151,35 @@ class Executor:
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
                 continue
             self.launched.add(key)
+            await slots.acquire()
+            started = asyncio.Event()
             parent = resolve(message.headers, request.trace_id)
+            task = asyncio.create_task(self._launch_traced(scheduled, request, parent, started, slots))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            await started.wait()
+            # Commit now rather than at the next commit interval: a rebalance in between would hand
+            # this launch, already started, to another executor.
+            message.ack()
+            await self.app.consumer.commit()
+
+    async def _launch_traced(
+        self,
+        scheduled: ExecutionEvent,
+        request: ExecutionRequest,
+        parent: TraceContext,
+        started: asyncio.Event,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
             span = self.edges.tracer.span("launch", parent, execution_id=scheduled.execution_id)
             with span as trace, bound(scheduled.execution_id, scheduled.tenant, trace):
-                await self.launch(scheduled, request, trace)
+                await self.launch(scheduled, request, trace, started)
+        except Exception:
+            log.exception("launch_failed", id=scheduled.execution_id)
+        finally:
+            started.set()
+            slots.release()
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
         return ExecutionEvent(
@@ -162,7 +196,11 @@ class Executor:
         )
 
     async def launch(
-        self, scheduled: ExecutionEvent, request: ExecutionRequest, trace: TraceContext | None = None
+        self,
+        scheduled: ExecutionEvent,
+        request: ExecutionRequest,
+        trace: TraceContext | None = None,
+        started_signal: asyncio.Event | None = None,
     ) -> None:
         execution_id = scheduled.execution_id
         if execution_id in self.cancelled:
@@ -177,6 +215,8 @@ class Executor:
             scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
         )
         await self.edges.emit(started, trace=trace, wait=True)
+        if started_signal is not None:
+            started_signal.set()
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
         self.edges.metrics.executor_runs.inc()

@@ -221,8 +221,12 @@ async def test_crash_kill_9_with_200_in_flight(settings: Settings, start_worker:
 
 async def test_two_launch_workers_share_the_load(settings: Settings, start_worker: Any) -> None:
     start_worker(settings, "validation", "scheduling", "completion", env=env(capacity="8"))
-    start_worker(settings, "launch", env=env(executor_slots="4"))
-    start_worker(settings, "launch", env=env(executor_slots="4", sandbox_uid_base="63100"))
+    launchers = [
+        start_worker(settings, "launch", env=env(executor_slots="4")),
+        start_worker(settings, "launch", env=env(executor_slots="4", sandbox_uid_base="63100")),
+    ]
+    # Both executors in the group before the load: a rebalance moves only launches not yet started.
+    await eventually(lambda: all('"roles_started"' in w.log() for w in launchers), 60, 0.2)
     requests = [new_request("python", f"print({i})") for i in range(100)]
     async with SandboxClient(settings) as client:
         for r in requests:
