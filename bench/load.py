@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiokafka import TopicPartition
 
 from streams import kafka
 from streams.client import SandboxClient, new_request
@@ -184,25 +183,8 @@ async def kafka_batch(
 
 async def audit_results(settings: Settings, ids: Sequence[str]) -> tuple[int, int]:
     """(lost, duplicated): read sandbox.results (read_committed) from the start and count each id's results."""
-    topic = Topics(settings.topic_prefix).results
-    consumer = kafka.consumer(settings, group_id=None)
-    await consumer.start()
-    counts: Counter[str] = Counter()
-    try:
-        parts = [TopicPartition(topic, p) for p in await kafka.partitions_of(consumer, topic)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        remaining = {tp for tp in parts if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for records in batch.values():
-                counts.update(r.key.decode() for r in records if r.key is not None)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    records = await kafka.read_to_end(settings, Topics(settings.topic_prefix).results)
+    counts: Counter[str] = Counter(r.key.decode() for r in records if r.key is not None)
     lost = sum(1 for i in ids if counts[i] == 0)
     duplicated = sum(1 for i in ids if counts[i] > 1)
     return lost, duplicated

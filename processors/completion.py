@@ -30,28 +30,8 @@ log = structlog.get_logger()
 
 async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[str]:
     """Every execution id with a committed result on the given partitions of sandbox.results."""
-    topic = Topics(settings.topic_prefix).results
-    consumer = kafka.consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return set()
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        done: set[str] = set()
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for records in batch.values():
-                done.update(r.key.decode() for r in records if r.key is not None)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-        return done
-    finally:
-        await consumer.stop()
+    records = await kafka.read_to_end(settings, Topics(settings.topic_prefix).results, list(partitions))
+    return {r.key.decode() for r in records if r.key is not None}
 
 
 class Completion:

@@ -16,8 +16,9 @@ import structlog
 
 from processors.metrics import ProcessorMetrics
 from streams.app import raw_topic
-from streams.kafka import partition_for
-from streams.records import ExecutionEvent
+from streams.codec import CodecError
+from streams.kafka import deadletter_headers, partition_for
+from streams.records import ExecutionEvent, R
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer
@@ -94,15 +95,17 @@ class Edges:
         if wait:
             await fut
 
+    async def decode(self, message: Any, record: type[R]) -> R | None:
+        """The message's record, or None once an undecodable message is dead-lettered."""
+        try:
+            return record.decode(message.value or b"")
+        except CodecError as exc:
+            await self.dead_letter(message, f"{type(exc).__name__}: {exc}")
+            return None
+
     async def dead_letter(self, message: Any, reason: str) -> None:
         """Park a poison message with its original bytes; the reason and origin travel in headers."""
-        headers = {
-            "x-aevatar-reason": reason.encode()[:4000],
-            "x-aevatar-stage": self.stage.encode(),
-            "x-aevatar-source-topic": str(message.topic).encode(),
-            "x-aevatar-source-partition": str(message.partition).encode(),
-            "x-aevatar-source-offset": str(message.offset).encode(),
-        }
+        headers = deadletter_headers(message, reason, self.stage)
         fut = await self.deadletter.send(key=message.key, value=message.value or b"", headers=headers)
         await fut
         self.metrics.on_dead_letter(self.stage)

@@ -97,10 +97,8 @@ def install(
     async def on_events(stream: faust.StreamT[bytes]) -> None:
         async for message in stream.events():
             ensure_loaded()
-            try:
-                event = ExecutionEvent.decode(message.value)
-            except CodecError as exc:
-                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+            event = await edges.decode(message.message, ExecutionEvent)
+            if event is None:
                 continue
             if event.state is State.VALIDATED:
                 request = event.decoded_request()
@@ -133,10 +131,8 @@ def install(
     async def on_cancellations(stream: faust.StreamT[bytes]) -> None:
         async for message in stream.events():
             ensure_loaded()
-            try:
-                cancel = CancelRequest.decode(message.value)
-            except CodecError as exc:
-                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+            cancel = await edges.decode(message.message, CancelRequest)
+            if cancel is None:
                 continue
             await carry_out(scheduler.on_cancel(cancel.execution_id))
 
@@ -144,10 +140,8 @@ def install(
     async def on_leases(stream: faust.StreamT[bytes]) -> None:
         async for message in stream.events():
             ensure_loaded()
-            try:
-                lease = ExecutionEvent.decode(message.value)
-            except CodecError as exc:
-                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+            lease = await edges.decode(message.message, ExecutionEvent)
+            if lease is None:
                 continue
             if lease.lease_until_ms is not None:
                 scheduler.on_lease(lease.execution_id, lease.seq, lease.lease_until_ms)

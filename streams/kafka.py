@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from streams.settings import Settings
@@ -48,6 +49,42 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, from_beginn
     )
 
 
+async def read_to_end(
+    settings: Settings, topic: str, partitions: Sequence[int] | None = None
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record (read_committed) of the topic's partitions, from the start to the end as of now."""
+    consumer_ = consumer(settings, group_id=None)
+    await consumer_.start()
+    try:
+        if partitions is None:
+            partitions = await partitions_of(consumer_, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer_.assign(tps)
+        await consumer_.seek_to_beginning(*tps)
+        ends = await consumer_.end_offsets(tps)
+        out: list[ConsumerRecord[bytes, bytes]] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer_.getmany(*remaining, timeout_ms=1000)
+            for records in batch.values():
+                out.extend(records)
+            for tp in list(remaining):
+                if await consumer_.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer_.stop()
+
+
+def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
+    """A message's headers as pairs, whether the client gave a mapping or a sequence."""
+    if not headers:
+        return []
+    return list(headers.items()) if hasattr(headers, "items") else list(headers)
+
+
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     """The topic's partitions, fetching metadata first (a fresh consumer knows none).
 
@@ -61,7 +98,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     return sorted(found)
 
 
-def deadletter_headers(message: ConsumerRecord[bytes, bytes], reason: str, stage: str) -> list[tuple[str, bytes]]:
+def deadletter_headers(message: Any, reason: str, stage: str) -> list[tuple[str, bytes]]:
     """Headers that carry the reason and the message's origin; the value stays the original bytes."""
     return [
         ("x-aevatar-reason", reason.encode()[:4000]),
@@ -69,5 +106,5 @@ def deadletter_headers(message: ConsumerRecord[bytes, bytes], reason: str, stage
         ("x-aevatar-source-topic", message.topic.encode()),
         ("x-aevatar-source-partition", str(message.partition).encode()),
         ("x-aevatar-source-offset", str(message.offset).encode()),
-        *[(k, v) for k, v in (message.headers or ())],
+        *[(k, v) for k, v in _header_pairs(message.headers)],
     ]

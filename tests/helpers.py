@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from streams import kafka
 from streams.records import ExecutionEvent, ExecutionResult
@@ -16,27 +16,8 @@ from streams.topics import Topics
 
 async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of a topic, from the beginning to its current end."""
-    consumer = kafka.consumer(settings, group_id=None)
-    await consumer.start()
-    try:
-        parts = await kafka.partitions_of(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        async with asyncio.timeout(60):
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500)
-                for records in batch.values():
-                    out.extend(records)
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
+    async with asyncio.timeout(60):
+        return await kafka.read_to_end(settings, topic)
 
 
 async def events_by_id(settings: Settings) -> dict[str, list[ExecutionEvent]]:
