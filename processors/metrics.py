@@ -188,8 +188,14 @@ class LagSampler:
                 self.metrics.consumer_lag.labels(topic, group).set(lag[topic])
 
 
-async def serve_metrics(host: str, port: int, render: ProcessorMetrics, *more: CollectorRegistry) -> None:
-    """Serve GET /metrics on host:port until cancelled, on this event loop (so collectors read state safely)."""
+async def serve_metrics(
+    host: str, port: int, render: ProcessorMetrics, *more: CollectorRegistry, ready: asyncio.Event | None = None
+) -> None:
+    """Serve GET /metrics, /healthz and /readyz on host:port until cancelled, on this event loop.
+
+    /healthz answers 200 while the worker's event loop runs; /readyz answers 200 once `ready` is set
+    (every role started), else 503. They are the worker's probes on Kubernetes.
+    """
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -199,7 +205,21 @@ async def serve_metrics(host: str, port: int, render: ProcessorMetrics, *more: C
     async def metrics(request: Request) -> Response:
         return Response(render.render(*more), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+    async def healthz(request: Request) -> Response:
+        return Response("ok\n", media_type="text/plain")
+
+    async def readyz(request: Request) -> Response:
+        if ready is None or ready.is_set():
+            return Response("ready\n", media_type="text/plain")
+        return Response("starting\n", status_code=503, media_type="text/plain")
+
+    app = Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ]
+    )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

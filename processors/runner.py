@@ -99,6 +99,7 @@ async def run_roles(
     if unknown:
         raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
     await create_topics(settings)
+    roles_ready = asyncio.Event()
     metrics = metrics or ProcessorMetrics()
     tracer = Tracer("aevatar-processors", settings.otlp_endpoint)
     apps: list[faust.App] = []
@@ -121,7 +122,11 @@ async def run_roles(
     if settings.metrics_port:
         from runtime.metrics import REGISTRY as RUNTIME_REGISTRY
 
-        jobs.append(lambda: serve_metrics(settings.metrics_host, settings.metrics_port, metrics, RUNTIME_REGISTRY))
+        jobs.append(
+            lambda: serve_metrics(
+                settings.metrics_host, settings.metrics_port, metrics, RUNTIME_REGISTRY, ready=roles_ready
+            )
+        )
         jobs.append(LagSampler(settings, consumed_topics(settings, roles), metrics).run)
     tasks = [asyncio.create_task(_named(job)) for job in jobs]
     started: list[faust.App] = []
@@ -129,6 +134,7 @@ async def run_roles(
         for app in apps:
             await app.start()
             started.append(app)
+        roles_ready.set()
         log.info("roles_started", roles=list(roles), prefix=settings.topic_prefix)
         if on_ready is not None:
             on_ready()

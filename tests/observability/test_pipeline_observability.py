@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -231,3 +232,22 @@ async def test_security_events_are_warnings_with_their_own_names(settings: Setti
     assert events["security_limit_hit"]["level"] == "warning"
     assert events["security_limit_hit"]["kind"] == "wall_time"
     assert events["security_limit_hit"]["execution_id"] == spin.id
+
+
+async def test_a_worker_answers_its_health_probes(settings: Settings, start_worker: Any) -> None:
+    """The worker's /healthz and /readyz, which the Kubernetes Deployments probe."""
+    _, worker_metrics = observed_worker(settings, start_worker)
+    base = worker_metrics.removesuffix("/metrics")
+
+    async def answers(path: str) -> int:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return (await client.get(base + path)).status_code
+        except httpx.TransportError:
+            return 0
+
+    async def ready() -> bool:
+        return await answers("/readyz") == 200
+
+    await eventually(ready, 90, 0.2)
+    assert await answers("/healthz") == 200
