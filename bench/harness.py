@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import floor as floor_mod
 from bench.load import Http, Kafka, Phase, audit_results, kafka_batch, open_loop, sequential
@@ -40,7 +39,7 @@ from bench.stats import summarize
 from runtime.languages import LANGUAGES
 from streams.broker import ManagedBroker
 from streams.settings import Settings
-from streams.topics import create_topics
+from streams.topics import create_topics, delete_prefixed_topics
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -159,7 +158,7 @@ class Platform:
             env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
         argv = [sys.executable, "-m", "bench.platform"]
         if cfg.profile:
-            argv = [sys.executable, "-m", "pyinstrument", "--async_mode=enabled", "-r", "text",
+            argv = [sys.executable, "-m", "pyinstrument", "-r", "text",
                     "-o", str(cfg.out_dir / "profile.txt"), "-m", "bench.platform"]  # fmt: skip
         self.profiled = cfg.profile
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -203,18 +202,6 @@ def free_uid_base(start: int, state_root: Path, step: int = 500, tries: int = 10
             os.close(fd)  # closing releases the probe's lock
         return base
     raise RuntimeError(f"no free sandbox uid range from {start}; pass --uid-base")
-
-
-async def delete_topics(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
-        if names:
-            await admin.delete_topics(names)
-        return len(names)
-    finally:
-        await admin.close()
 
 
 # -- phases ---------------------------------------------------------------------------------------
@@ -368,7 +355,7 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         platform.stop()
         if not cfg.keep_topics:
             with contextlib.suppress(Exception):
-                n = await delete_topics(settings)
+                n = len(await delete_prefixed_topics(settings))
                 log(f"deleted {n} topics of prefix {settings.topic_prefix}")
         if started_broker:
             await asyncio.to_thread(broker.stop)

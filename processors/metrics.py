@@ -174,9 +174,10 @@ class LagSampler:
             await asyncio.shield(admin.close())
 
     async def sample(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+        partitions = await kafka.partitions_by_topic(consumer, sorted({t for ts in self.groups.values() for t in ts}))
         for group, topics in self.groups.items():
             committed = await admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(t, p) for t in topics for p in await kafka.partitions_of(consumer, t)]
+            tps = [TopicPartition(t, p) for t in topics for p in partitions[t]]
             ends = await consumer.end_offsets(tps)
             starts = await consumer.beginning_offsets(tps)
             lag: Tally[str] = Tally()

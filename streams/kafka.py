@@ -85,17 +85,25 @@ def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
     return list(headers.items()) if hasattr(headers, "items") else list(headers)
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The topic's partitions, fetching metadata first (a fresh consumer knows none).
+async def partitions_by_topic(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> dict[str, list[int]]:
+    """Each topic's partitions, from one metadata fetch (a fresh consumer knows none).
 
     aiokafka's public `topics()` fetches metadata into a throw-away cluster object, so the
     consumer's own `partitions_for_topic` stays empty; this reads that fetched metadata.
     """
     cluster = await consumer._client.fetch_all_metadata()
-    found = cluster.partitions_for_topic(topic)
-    if not found:
-        raise LookupError(f"topic {topic} does not exist (run `aevatar-sandbox topics create`)")
-    return sorted(found)
+    out: dict[str, list[int]] = {}
+    for topic in topics:
+        found = cluster.partitions_for_topic(topic)
+        if not found:
+            raise LookupError(f"topic {topic} does not exist (run `aevatar-sandbox topics create`)")
+        out[topic] = sorted(found)
+    return out
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The topic's partitions."""
+    return (await partitions_by_topic(consumer, [topic]))[topic]
 
 
 def deadletter_headers(message: Any, reason: str, stage: str) -> list[tuple[str, bytes]]:

@@ -139,3 +139,21 @@ async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, 
         return out
     finally:
         await admin.close()
+
+
+async def delete_prefixed_topics(settings: Settings) -> list[str]:
+    """Delete every topic whose name starts with the settings' prefix (the catalog's and faust's changelogs).
+
+    For tests and benchmarks that each own a prefix; refuses an empty prefix.
+    """
+    if not settings.topic_prefix:
+        raise ValueError("refusing to delete topics without a topic prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(settings.topic_prefix))
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()

@@ -12,7 +12,7 @@ import pytest
 
 from streams.broker import ManagedBroker
 from streams.settings import Settings
-from streams.topics import create_topics
+from streams.topics import create_topics, delete_prefixed_topics
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +42,8 @@ async def settings(kafka_settings: Settings, prefix: str) -> AsyncIterator[Setti
     s = replace(kafka_settings, topic_prefix=prefix, partitions=2)
     await asyncio.wait_for(create_topics(s), timeout=60)
     yield s
+    # Workers are stopped by now (their fixture is torn down first); keep the broker's metadata small.
+    await asyncio.wait_for(delete_prefixed_topics(s), timeout=60)
 
 
 # 64000-67199: away from the runtime suite's 61000-62500 and the pipeline tests' explicit 63000-63199.
