@@ -88,6 +88,7 @@ class Completion:
         async with producer.transaction():
             offsets: dict[TopicPartition, OffsetAndMetadata] = {}
             newly_done: list[tuple[ExecutionResult, int, str]] = []
+            pending: set[str] = set()
             parked = 0
             for tp, records in batch.items():
                 for record in records:
@@ -103,7 +104,7 @@ class Completion:
                         )
                         parked += 1
                         continue
-                    if not event.state.terminal or event.execution_id in self.done:
+                    if not event.state.terminal or event.execution_id in self.done or event.execution_id in pending:
                         continue
                     try:
                         request = event.decoded_request()
@@ -115,9 +116,11 @@ class Completion:
                         await producer.send(
                             self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
                         )
-                    self.done.add(event.execution_id)
+                    pending.add(event.execution_id)
                     newly_done.append((result, event.at_ms, trace.trace_id))
             await producer.send_offsets_to_transaction(offsets, self.group_id)
+        # Known as completed only once the transaction committed: an aborted one leaves them to be redone.
+        self.done |= pending
         committed_ms = time.time_ns() // 1_000_000
         # Counted once the transaction committed: an aborted batch is processed again and would count twice.
         for _ in range(parked):
