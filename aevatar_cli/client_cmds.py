@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,6 +40,18 @@ def _settings() -> Settings:
 
 def _client(settings: Settings) -> GatewayClient:
     return GatewayClient(gateway_url(settings), settings.api_key)
+
+
+@contextlib.contextmanager
+def _gateway_client(settings: Settings | None = None) -> Iterator[GatewayClient]:
+    """The gateway client; an unreachable gateway or a refused call becomes one line and the CLI's exit code."""
+    try:
+        with _client(settings or _settings()) as client:
+            yield client
+    except GatewayUnavailable as exc:
+        _fail(str(exc), UNAVAILABLE_EXIT)
+    except ApiError as exc:
+        _refused(exc)
 
 
 def _refused(exc: ApiError) -> NoReturn:
@@ -129,7 +142,7 @@ def register(app: typer.Typer) -> None:
             body["stdin"] = stdin.read_text(errors="replace")
         console = Console(stderr=True) if sys.stderr.isatty() else None
         try:
-            with _client(settings) as client:
+            with _gateway_client(settings) as client:
                 accepted = client.submit(body)
                 status = console.status(f"{accepted['id']}: {accepted['state']}") if console is not None else None
                 if status is not None:
@@ -139,10 +152,6 @@ def register(app: typer.Typer) -> None:
                 finally:
                     if status is not None:
                         status.stop()
-        except GatewayUnavailable as exc:
-            _fail(str(exc), UNAVAILABLE_EXIT)
-        except ApiError as exc:
-            _refused(exc)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         _report_end(execution, console)
@@ -151,13 +160,8 @@ def register(app: typer.Typer) -> None:
     @app.command("status")
     def status_cmd(execution_id: str = typer.Argument(..., metavar="ID")) -> None:
         """Print an execution as JSON."""
-        try:
-            with _client(_settings()) as client:
-                execution = client.get(execution_id)
-        except GatewayUnavailable as exc:
-            _fail(str(exc), UNAVAILABLE_EXIT)
-        except ApiError as exc:
-            _refused(exc)
+        with _gateway_client() as client:
+            execution = client.get(execution_id)
         typer.echo(json.dumps(execution, indent=2))
 
     @app.command("logs")
@@ -167,7 +171,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Print an execution's stdout and stderr; with --follow, as they are produced."""
         try:
-            with _client(_settings()) as client:
+            with _gateway_client() as client:
                 if follow:
                     execution = _follow(client, execution_id, None)
                     _report_end(execution, None)
@@ -175,23 +179,14 @@ def register(app: typer.Typer) -> None:
                     execution = client.get(execution_id)
                     _write("stdout", execution["stdout"])
                     _write("stderr", execution["stderr"])
-        except GatewayUnavailable as exc:
-            _fail(str(exc), UNAVAILABLE_EXIT)
-        except ApiError as exc:
-            _refused(exc)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 
     @app.command("cancel")
     def cancel_cmd(execution_id: str = typer.Argument(..., metavar="ID")) -> None:
         """Ask for an execution to be cancelled."""
-        try:
-            with _client(_settings()) as client:
-                answer = client.cancel(execution_id)
-        except GatewayUnavailable as exc:
-            _fail(str(exc), UNAVAILABLE_EXIT)
-        except ApiError as exc:
-            _refused(exc)
+        with _gateway_client() as client:
+            answer = client.cancel(execution_id)
         typer.echo(f"cancel requested for {answer['id']} (state {answer['state']})")
 
     @app.command("apikey")

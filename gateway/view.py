@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -81,18 +82,25 @@ class ExecutionRecord:
         ]
 
 
+def _output(o: ExecutionResult | RunOutcome) -> dict[str, Any]:
+    """What a run produced, as the execution object shows it: from the result, or from the terminal event."""
+    return {
+        "limit": _LIMITS.get(o.limit) if o.limit else None,
+        "exit_code": o.exit_code,
+        "signal": o.signal,
+        "stdout": _text(o.stdout),
+        "stderr": _text(o.stderr),
+        "compile_output": _text(o.compile_output),
+        "truncated": Truncated(stdout=o.truncated_stdout, stderr=o.truncated_stderr),
+    }
+
+
 def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Execution:
     return Execution(
         id=r.id,
         language=r.language,
         state=r.state,
-        limit=_LIMITS.get(r.limit) if r.limit else None,
-        exit_code=r.exit_code,
-        signal=r.signal,
-        stdout=_text(r.stdout),
-        stderr=_text(r.stderr),
-        compile_output=_text(r.compile_output),
-        truncated=Truncated(stdout=r.truncated_stdout, stderr=r.truncated_stderr),
+        **_output(r),
         timings=Timings(queued_ms=r.queued_ms, compile_ms=r.compile_ms, run_ms=r.run_ms, total_ms=r.total_ms),
         usage=Usage(cpu_time_ms=r.cpu_time_ms, memory_peak_kib=r.memory_peak_kib),
         attempts=r.attempts,
@@ -121,13 +129,7 @@ def _from_events(record: ExecutionRecord) -> Execution:
         id=record.id,
         language=record.language,
         state=record.state,
-        limit=_LIMITS.get(outcome.limit) if outcome.limit else None,
-        exit_code=outcome.exit_code,
-        signal=outcome.signal,
-        stdout=_text(outcome.stdout),
-        stderr=_text(outcome.stderr),
-        compile_output=_text(outcome.compile_output),
-        truncated=Truncated(stdout=outcome.truncated_stdout, stderr=outcome.truncated_stderr),
+        **_output(outcome),
         timings=Timings(
             queued_ms=max(0, started - queued) if queued is not None and started is not None else 0,
             compile_ms=outcome.compile_ms,

@@ -15,6 +15,7 @@ from collections import OrderedDict
 import faust
 import structlog
 from aiokafka import TopicPartition
+from msgspec import structs
 
 from processors.edges import Edges, bound, now_ms
 from processors.metrics import ProcessorMetrics
@@ -264,16 +265,8 @@ class Executor:
         interval_s = self.settings.lease_ms / 3000
         while True:
             await asyncio.sleep(interval_s)
-            renewed = ExecutionEvent(
-                execution_id=started.execution_id,
-                seq=started.seq,
-                state=State.STARTED,
-                at_ms=now_ms(),
-                tenant=started.tenant,
-                attempt=started.attempt,
-                executor=started.executor,
-                lease_until_ms=now_ms() + self.settings.lease_ms,
-            )
+            at = now_ms()
+            renewed = structs.replace(started, at_ms=at, lease_until_ms=at + self.settings.lease_ms)
             await self.edges.send(self.edges.leases, started.execution_id, renewed.encode())
 
     async def _watch_cancellations(self) -> None:

@@ -612,27 +612,11 @@ class LocalBackend:
             cg.set_limits(memory_bytes, limits.processes + BWRAP_OWN_PROCESSES, cfg.cpu_cores)
             handle.cgroup = cg
             handle.kill_reason = KillReason.CANCELLED if handle.cancelled else None
-            return await self._supervise(argv, lang, ws, binds, limits, stdin, slot, handle, on_output, network, cg)
+            spawned = await self._spawn(argv, lang, ws, binds, limits, cfg.uid_base + slot, network, cg)
+            return await self._watch(spawned, ws, limits, stdin, handle, on_output, cg)
         finally:
             handle.cgroup = None
             await cg.remove()
-
-    async def _supervise(
-        self,
-        argv: list[str],
-        lang: Language,
-        ws: Workspace,
-        binds: Sequence[tuple[str, str]],
-        limits: Limits,
-        stdin: bytes,
-        slot: int,
-        handle: _Handle,
-        on_output: OnOutput | None,
-        network: bool,
-        cg: RunCgroup,
-    ) -> PhaseResult:
-        spawned = await self._spawn(argv, lang, ws, binds, limits, self.config.uid_base + slot, network, cg)
-        return await self._watch(spawned, ws, limits, stdin, handle, on_output, cg)
 
     async def _spawn(
         self,
