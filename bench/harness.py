@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench import floor as floor_mod
+from bench import stages as stages_mod
 from bench.load import Http, Kafka, Phase, audit_results, kafka_batch, open_loop, sequential
 from bench.report import phase_dict, plot, table, write_json
 from bench.stats import summarize
@@ -340,6 +341,12 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 sustain.lost, sustain.duplicated = await audit_results(settings, sustain.ids)
                 phases.append(sustain)
                 log(f"sustained: {sustain.throughput:.1f}/s, lost {sustain.lost}, duplicated {sustain.duplicated}")
+        # Where the time goes, for the low-load phases (from the audit trail's timestamps).
+        result["stages"] = {}
+        for ph in phases:
+            if ph.name.startswith(("HTTP sequential", "Kafka sequential")):
+                client = {s.execution_id: (s.sent_ms, s.received_ms) for s in ph.samples if s.ok and s.execution_id}
+                result["stages"][ph.name] = await stages_mod.breakdown(settings, client)
         result["memory"].update(peak_platform_mib=round(mem.peak_own, 1), peak_tree_mib=round(mem.peak_tree, 1))
 
         # 8. Languages.
@@ -364,6 +371,8 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         raw[ph.name] = [s.latency_s for s in ph.samples if s.ok]
         result["phases"].append(phase_dict(ph, fp50))
     result["table"] = table(result)
+    if result.get("stages"):
+        result["table"] += "\n\n" + stages_mod.table(result["stages"])
     json_path, png_path = cfg.out_dir / "latest.json", cfg.out_dir / "latest.png"
     write_json(result, json_path)
     plot(result, raw, png_path)

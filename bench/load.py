@@ -34,6 +34,9 @@ class Sample:
     run_ms: int
     ok: bool
     detail: str = ""
+    execution_id: str = ""
+    sent_ms: int = 0  # wall clock (epoch ms), comparable with the events' at_ms
+    received_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -57,6 +60,10 @@ class Phase:
 
     def done_at(self) -> list[float]:
         return [s.sent_at + s.latency_s for s in self.samples if s.ok]
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _check_http(body: dict[str, Any], expected_stdout: str) -> tuple[bool, str]:
@@ -86,7 +93,7 @@ class Http:
         await self.client.aclose()
 
     async def run(self, body: dict[str, Any], expected_stdout: str = HELLO_OUT) -> tuple[Sample, dict[str, Any]]:
-        sent = time.monotonic()
+        sent, sent_ms = time.monotonic(), wall_ms()
         try:
             response = await self.client.post("/v1/executions", params={"wait": "true"}, json=body)
             latency = time.monotonic() - sent
@@ -96,7 +103,8 @@ class Http:
         if response.status_code != 200:
             return Sample(sent, latency, 0, False, f"HTTP {response.status_code}: {response.text[:200]}"), data
         ok, detail = _check_http(data, expected_stdout)
-        return Sample(sent, latency, int(data.get("timings", {}).get("run_ms", 0)), ok, detail), data
+        run_ms = int(data.get("timings", {}).get("run_ms", 0))
+        return Sample(sent, latency, run_ms, ok, detail, str(data.get("id", "")), sent_ms, wall_ms()), data
 
     async def hello(self, limits: dict[str, int] | None = None) -> Sample:
         body: dict[str, Any] = {"language": "python", "code": HELLO}
@@ -120,14 +128,15 @@ class Kafka:
         await self.client.stop()
 
     async def run(self, request: ExecutionRequest, expected_stdout: str = HELLO_OUT) -> Sample:
-        sent = time.monotonic()
+        sent, sent_ms = time.monotonic(), wall_ms()
         try:
             await self.client.submit(request)
             result = await self.client.result(request.id, timeout_s=180.0)
         except TimeoutError:
             return Sample(sent, time.monotonic() - sent, 0, False, "no result within 180 s")
+        received_ms = wall_ms()
         ok, detail = _check_result(result, expected_stdout)
-        return Sample(sent, time.monotonic() - sent, result.run_ms, ok, detail)
+        return Sample(sent, time.monotonic() - sent, result.run_ms, ok, detail, request.id, sent_ms, received_ms)
 
     async def hello(self, limits: RequestLimits | None = None) -> tuple[str, Sample]:
         request = new_request("python", HELLO, limits=limits) if limits else new_request("python", HELLO)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from runtime import sandbox_exec
 from runtime.bwrap import SandboxSpec, build_argv
 from runtime.capture import Capture, Stream
 from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host
@@ -57,6 +59,9 @@ class LocalBackendConfig:
     cgroup_prefix: str = "aevatar-sandbox"
     cgroup_mode: CgroupMode = "auto"  # "v1" ignores the unified hierarchy (for tests and old hosts)
     bwrap_path: str = "/usr/bin/bwrap"
+    # Where the sandbox-exec helper is built (runtime/sandbox_exec.py); None: set up in a preexec_fn
+    # (a fork of the whole supervisor per sandbox instead of a vfork).
+    sandbox_exec_dir: str | None = sandbox_exec.DEFAULT_DIR
     require_features: frozenset[str] = DEFAULT_REQUIRED
     cpu_cores: float = 1.0  # CPU bandwidth per run (cgroup quota)
     nofile: int = 256
@@ -203,6 +208,7 @@ class LocalBackend:
         self._probe_locks: dict[str, asyncio.Lock] = {}
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
         self._pool: WarmPool[_Warm] | None = None
+        self._helper: str | None = None
 
     # -- readiness ------------------------------------------------------------------------------
     async def check(self) -> DoctorReport:
@@ -227,6 +233,8 @@ class LocalBackend:
                 os.chmod(self.config.state_dir, 0o711)
                 os.chmod(os.path.join(self.config.state_dir, "runs"), 0o711)
                 self._cache.ensure()
+                if self.config.sandbox_exec_dir is not None:
+                    self._helper = await asyncio.to_thread(sandbox_exec.ensure, self.config.sandbox_exec_dir)
                 set_subreaper()  # bubblewrap's orphaned sandbox init comes back to us to be reaped
                 self._report = report
                 if self.config.warm_pool.enabled and not report.missing_required() and not self._closed:
@@ -644,9 +652,14 @@ class LocalBackend:
         started = time.monotonic()
         rlimits = self._rlimits(limits)
         procs_files = cg.procs_files()
+        program = build_argv(cfg.bwrap_path, spec)
+        if self._helper is not None:  # vfork + exec of the helper, which joins, limits and drops
+            command, preexec = sandbox_exec.argv(self._helper, os.getpid(), uid, procs_files, rlimits, program), None
+        else:
+            command, preexec = program, functools.partial(_child_setup, procs_files, uid, rlimits)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *build_argv(cfg.bwrap_path, spec),
+                *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -654,7 +667,7 @@ class LocalBackend:
                 close_fds=True,
                 pass_fds=(seccomp_fd, status_w, *extra_fds),
                 start_new_session=True,
-                preexec_fn=lambda: _child_setup(procs_files, uid, rlimits),
+                preexec_fn=preexec,
                 limit=cfg.read_chunk_bytes,
             )
         except OSError as exc:

@@ -47,6 +47,12 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The sandbox-exec helper (runtime/sandbox_exec.c): bubblewrap is spawned through it, with vfork.
+if [ "$(id -u)" -eq 0 ]; then
+  .venv/bin/python -c 'import sys; from runtime import sandbox_exec; sys.exit(0 if sandbox_exec.ensure() else 1)' \
+    || echo "install: sandbox-exec not built; sandboxes start through the slower preexec_fn path" >&2
+fi
+
 # The Kafka jars, into the cache outside the repo (a no-op when present).
 .venv/bin/python - <<'PY'
 from streams.broker import ManagedBroker

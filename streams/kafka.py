@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
+from aiokafka.protocol.metadata import MetadataRequest
 
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -42,6 +45,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, from_beginn
         bootstrap_servers=settings.bootstrap_servers,
         group_id=group_id,
         isolation_level="read_committed",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 65536,
@@ -86,12 +90,18 @@ def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
 
 
 async def partitions_by_topic(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> dict[str, list[int]]:
-    """Each topic's partitions, from one metadata fetch (a fresh consumer knows none).
+    """Each topic's partitions, from one metadata request for exactly these topics.
 
-    aiokafka's public `topics()` fetches metadata into a throw-away cluster object, so the
-    consumer's own `partitions_for_topic` stays empty; this reads that fetched metadata.
+    aiokafka's public `topics()` fetches the metadata of *every* topic of the cluster into a
+    throw-away object (slow on a broker with thousands of topics), and the consumer's own
+    `partitions_for_topic` stays empty; this asks for the named topics only.
     """
-    cluster = await consumer._client.fetch_all_metadata()
+    client = consumer._client
+    node = client.get_random_node()
+    if node is None:
+        raise KafkaError("no known broker to ask for topic metadata")
+    cluster = ClusterMetadata()
+    cluster.update_metadata(await client.send(node, MetadataRequest(list(topics), allow_auto_topic_creation=False)))
     out: dict[str, list[int]] = {}
     for topic in topics:
         found = cluster.partitions_for_topic(topic)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
 # Records carry stdout and stderr of up to the output limit each.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+BROKER_REGISTRATION_TIMEOUT_S = 30.0  # a broker that just opened its port may not be registered yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,7 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
+        existing = await _list_topics_when_registered(admin)
         wanted = {spec.name(settings.topic_prefix): spec for spec in CATALOG}
         missing = [
             NewTopic(
@@ -124,6 +127,18 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
         ]
     finally:
         await admin.close()
+
+
+async def _list_topics_when_registered(admin: AIOKafkaAdminClient) -> set[str]:
+    """list_topics, retried while a freshly started broker has not registered itself (no node in metadata)."""
+    deadline = time.monotonic() + BROKER_REGISTRATION_TIMEOUT_S
+    while True:
+        try:
+            return set(await admin.list_topics())
+        except KafkaError as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the Kafka broker did not become ready: {exc!r}") from exc
+            await asyncio.sleep(0.25)
 
 
 async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:

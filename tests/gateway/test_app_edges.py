@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import httpx
 
 from gateway.app import Services, build_app
 from gateway.auth import KeyRing
 from gateway.live import LiveView
 from gateway.ratelimit import RateLimiter
+from gateway.server import bind_socket
 from runtime.types import LanguageInfo
 from streams.settings import Settings
 
@@ -82,3 +86,27 @@ async def test_bodies_above_the_limit_and_bad_wait_flags_are_refused() -> None:
         assert ok.status_code == 202 and [key for _, _, key in sink.sent] == ["m-1"]
         languages = (await client.get("/v1/languages")).json()
         assert languages == [{"name": "python", "version": "unknown", "compiled": False}]
+
+
+async def test_accepted_connections_have_tcp_nodelay() -> None:
+    """A keep-alive client must not wait for its delayed ACK (~40 ms) between a response's parts."""
+    listener = bind_socket("127.0.0.1", 0)
+    listener.listen()
+    accepted: list[int] = []
+
+    def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connection, sock=listener)
+    try:
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+        assert accepted and accepted[0] != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
