@@ -21,10 +21,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import structlog
+
 from runtime import sandbox_exec
 from runtime.bwrap import SandboxSpec, build_argv
 from runtime.capture import Capture, Stream
-from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host
+from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host, favor_dynmods
 from runtime.compile_cache import Artifact, ArtifactError, CacheLimits, CompileCache, cache_key
 from runtime.doctor import DEFAULT_REQUIRED, DoctorReport, probe
 from runtime.errors import (
@@ -45,6 +47,8 @@ from runtime.warm_pool import BOOTS, PoolKey, WarmPool, WarmPoolConfig, payload
 from runtime.workspace import Workspace, check_relative_name
 from streams.states import State
 
+log = structlog.get_logger()
+
 ROOT_SYMLINKS = ("/bin", "/sbin", "/lib", "/lib64")
 PROBE_LIMITS = Limits(wall_time_ms=5000, cpu_time_ms=5000, memory_mib=128, processes=16, output_bytes=4096, disk_mib=1)
 PROBE_RETRY_S = 30.0  # a failed version probe is run again after this long
@@ -58,6 +62,9 @@ class LocalBackendConfig:
     max_slots: int = 32
     cgroup_prefix: str = "aevatar-sandbox"
     cgroup_mode: CgroupMode = "auto"  # "v1" ignores the unified hierarchy (for tests and old hosts)
+    # Remount cgroup2 with favordynmods (runtime/cgroups.py: favor_dynmods) so that moving a sandbox
+    # into its cgroups does not wait ~10 ms for an RCU grace period holding the cgroup mutex.
+    cgroup_favor_dynmods: bool = True
     bwrap_path: str = "/usr/bin/bwrap"
     # Where the sandbox-exec helper is built (runtime/sandbox_exec.py); None: set up in a preexec_fn
     # (a fork of the whole supervisor per sandbox instead of a vfork).
@@ -225,6 +232,14 @@ class LocalBackend:
                     self.config.require_features,
                 )
                 self._layout = discover_host(self.config.cgroup_mode)
+                if self.config.cgroup_favor_dynmods and self._layout.v2_dir is not None:
+                    try:
+                        changed = favor_dynmods()
+                    except OSError as exc:
+                        log.warning("cgroup_favordynmods_unavailable", error=str(exc))
+                    else:
+                        if changed:
+                            log.info("cgroup_favordynmods_set", mounts=changed)
                 self._bpf = compile_bpf() if report.feature_ok("seccomp") else None
                 self._slots = asyncio.Queue()
                 for i in range(self.config.max_slots):
@@ -743,9 +758,12 @@ class LocalBackend:
             wall_ms = int((time.monotonic() - started) * 1000)
             ws.usage()
             # Every process of the run is in the cgroup; once it is dead, every pipe writer is gone.
-            # bubblewrap's monitor is spared so that it reaps the sandbox's init, then it exits.
-            cg.kill(spare=proc.pid)
-            await asyncio.wait({waiter}, timeout=2.0)
+            if not waiter.done():
+                # bubblewrap's monitor is spared so that it reaps the sandbox's init, then it exits.
+                cg.kill(spare=proc.pid)
+                await asyncio.wait({waiter}, timeout=2.0)
+            # The monitor is gone (the usual case: the program ended): nothing to spare, so the kill
+            # needs no freeze (cgroup.kill where there is one); its orphaned init comes back to us.
             handle.monitor_pid = None
             cg.kill()
             done, pending = await asyncio.wait([*readers, feeder], timeout=2.0)

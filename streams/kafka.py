@@ -15,6 +15,9 @@ from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
 
 
+TXN_RETRY_BACKOFF_MS = 10
+
+
 def partition_for(execution_id: str, partitions: int) -> int:
     """Kafka's default partitioner on the execution id, so every topic co-partitions by execution."""
     return int(murmur2(execution_id.encode()) & 0x7FFFFFFF) % partitions
@@ -35,6 +38,9 @@ def producer(settings: Settings, *, transactional_id: str | None = None) -> AIOK
         linger_ms=2,
         max_request_size=MAX_MESSAGE_BYTES,
         transactional_id=transactional_id,
+        # A transaction begun right after the previous commit meets CONCURRENT_TRANSACTIONS until the
+        # broker has written the markers; aiokafka retries after retry_backoff_ms (default 100 ms).
+        retry_backoff_ms=TXN_RETRY_BACKOFF_MS if transactional_id is not None else 100,
         client_id=f"aevatar-{settings.executor_id}",
     )
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from runtime.bwrap import NAMESPACE_FLAGS, SandboxSpec, build_argv
 from runtime.capture import Capture
-from runtime.cgroups import CgroupLayout, RunCgroup, discover, parse_flat_keyed
+from runtime.cgroups import CgroupLayout, RunCgroup, cgroup2_mounts_without_favordynmods, discover, parse_flat_keyed
 from runtime.doctor import DoctorReport, Feature, render
 from runtime.errors import InvalidRequest
 from runtime.languages import LANGUAGES, get
@@ -257,3 +257,15 @@ def test_doctor_render_refuses_when_required_missing() -> None:
     text = render(report)
     assert "MISSING" in text and "REFUSING to run code" in text and "seccomp" in text
     assert report.missing_required() == ["seccomp"] and not report.ok
+
+
+def test_favordynmods_remount_keeps_the_hierarchys_own_options() -> None:
+    mountinfo = (
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+        "42 31 0:39 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "43 31 0:40 / /other rw - cgroup2 cgroup2 rw,favordynmods\n"
+        "not a mountinfo line\n"
+    )
+    assert cgroup2_mounts_without_favordynmods(mountinfo) == [
+        ("/sys/fs/cgroup/unified", "nsdelegate,memory_recursiveprot,favordynmods")
+    ]
