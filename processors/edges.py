@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import faust
@@ -64,8 +64,15 @@ class Edges:
     def _partition(self, execution_id: str) -> int:
         return partition_for(execution_id, self.settings.partitions)
 
-    async def emit(self, event: ExecutionEvent, *, trace: TraceContext | None = None, wait: bool = False) -> None:
-        """Put one transition on sandbox.events. `wait` returns only once the broker has it."""
+    async def emit(
+        self, event: ExecutionEvent, *, trace: TraceContext | None = None, wait: bool = False
+    ) -> Awaitable[Any]:
+        """Put one transition on sandbox.events. `wait` returns only once the broker has it.
+
+        The returned future resolves when the broker has it: transitions emitted one after the
+        other without waiting go out in one batch (in order: same producer, same partition),
+        and awaiting all their futures costs one round trip instead of one each.
+        """
         fut = await self.events.send(
             key=event.key,
             value=event.encode(),
@@ -76,6 +83,7 @@ class Edges:
             log.info("transition", stage=self.stage, id=event.execution_id, seq=event.seq, state=event.state.value)
         if wait:
             await fut
+        return fut
 
     async def send(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Collection
 
@@ -96,7 +97,8 @@ def install(
                 verdict = validate(request, policy, languages)
                 if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
                     log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
-                for event in request_events(raw, request, verdict, at):
-                    await edges.emit(event, trace=trace, wait=True)
+                # Both transitions in one batch, then one wait for the broker to have both.
+                sent = [await edges.emit(event, trace=trace) for event in request_events(raw, request, verdict, at)]
+                await asyncio.gather(*sent)
                 seen[request.id] = b"1"
                 edges.metrics.on_validation(time.perf_counter() - started)
