@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runtime.cgroups import CgroupMode, discover_host
+from runtime.cgroups import CgroupMode, cgroup2_mounts_without_favordynmods, discover_host
 from runtime.reaper import reap_sync, set_subreaper
 
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "cgroup")
@@ -178,8 +178,31 @@ def probe(
         else:
             kill = ""
         feats.append(Feature("cgroup.kill", bool(kill), kill or "no cgroup.kill and no v1 freezer"))
+        if layout.v2_dir is not None:
+            feats.append(_probe_favordynmods())
     feats.append(_probe_seccomp(path if bwrap_ok else None, uid))
+    feats.append(_probe_sandbox_exec())
     return DoctorReport(tuple(feats), required)
+
+
+def _probe_favordynmods() -> Feature:
+    """Speed, not isolation: without it every sandbox start holds the cgroup mutex for an RCU grace period."""
+    with open("/proc/self/mountinfo") as f:
+        missing = cgroup2_mounts_without_favordynmods(f.read())
+    if not missing:
+        return Feature("cgroup.favordynmods", True, "cgroup2 mounted with favordynmods: fast cgroup moves")
+    where = ", ".join(target for target, _ in missing)
+    return Feature("cgroup.favordynmods", False, f"{where} lacks it; the local backend remounts it at start (as root)")
+
+
+def _probe_sandbox_exec() -> Feature:
+    """Speed, not isolation: the helper that lets bubblewrap start with vfork instead of a fork of the supervisor."""
+    from runtime import sandbox_exec
+
+    path = sandbox_exec.binary_path()
+    if sandbox_exec.trusted(path):
+        return Feature("spawn.sandbox_exec", True, f"{path}: bubblewrap starts with vfork")
+    return Feature("spawn.sandbox_exec", False, "not built yet; the local backend builds it at start, else forks")
 
 
 def _probe_seccomp(bwrap: str | None, uid: int) -> Feature:

@@ -34,7 +34,7 @@ def binary_path(directory: str = DEFAULT_DIR) -> str:
     return os.path.join(directory, f"sandbox-exec-{digest}")
 
 
-def _trusted(path: str) -> bool:
+def trusted(path: str) -> bool:
     """Root-owned, not writable by group or others: the helper runs as root until it drops."""
     try:
         st = os.stat(path)
@@ -68,7 +68,7 @@ def build(directory: str = DEFAULT_DIR, compiler: str | None = None) -> str:
 def ensure(directory: str = DEFAULT_DIR) -> str | None:
     """The helper's path, built first if missing; None (and a warning) when it cannot be built."""
     path = binary_path(directory)
-    if _trusted(path):
+    if trusted(path):
         return path
     try:
         return build(directory)
