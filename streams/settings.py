@@ -71,9 +71,10 @@ class Settings:
     warm_pool_size: int = 0
     warm_pool_max_size: int = 8
     warm_pool_languages: str = "python,javascript"
-    # How long a broker may hold an empty fetch of our aiokafka consumers. A read_committed consumer
-    # whose fetch arrives before the transaction's commit marker otherwise sees the result only when
-    # this runs out (aiokafka's default: 500 ms). Lower costs idle fetch requests; see bench/README.md.
+    # How long the broker may hold an empty fetch of a consumer that follows transactional writes
+    # for someone waiting (sandbox.results in the client helper). A read_committed fetch that
+    # arrives before the commit marker is answered only when this runs out (aiokafka's default is
+    # 500 ms). Lower costs idle fetch requests; see streams.kafka.consumer and bench/README.md.
     kafka_fetch_max_wait_ms: int = 20
     # Observability.
     metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
