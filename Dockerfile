@@ -22,6 +22,8 @@ COPY gateway/ gateway/
 COPY aevatar_cli/ aevatar_cli/
 RUN pip install --no-cache-dir -e . opentelemetry-sdk opentelemetry-exporter-otlp-proto-http \
  && python -m compileall -q streams processors runtime gateway aevatar_cli
+# The sandbox-exec helper (runtime/sandbox_exec.c), built here with the compiler: bubblewrap starts through it.
+RUN python -m runtime.sandbox_exec
 
 FROM python:3.11-slim-bookworm AS runtime
 # bubblewrap and libseccomp: the local sandbox backend. tini: reaps zombies as PID 1 and forwards signals.
@@ -34,6 +36,7 @@ RUN apt-get update \
  && install -d -m 0755 /var/lib/aevatar-sandbox
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/aevatar /opt/aevatar
+COPY --from=build /var/cache/aevatar-sandbox/bin /var/cache/aevatar-sandbox/bin
 ENV PATH=/opt/venv/bin:$PATH
 # The executor's cgroup v2 delegation (run as root, only by the executor service): Docker mounts the
 # container's cgroup read-only and puts every process in its root, where no controller can be enabled

@@ -23,7 +23,9 @@ def _import_harness() -> ModuleType:
 def bench(
     burst: Annotated[int, typer.Option(help="requests in the burst through Kafka")] = 1000,
     sustain_s: Annotated[float, typer.Option(help="seconds of the sustained-rate phase (0 skips it)")] = 60.0,
-    sustain_rate: Annotated[float, typer.Option(help="offered rate of that phase; 0 = 85% of the burst's")] = 0.0,
+    sustain_rate: Annotated[
+        float, typer.Option(help="offered rate of that phase; 0 = 70% of the bare loop's rate")
+    ] = 0.0,
     steady_s: Annotated[float, typer.Option(help="seconds of each steady-rate phase")] = 20.0,
     steady_rate: Annotated[float, typer.Option(help="offered rate; 0 = half the burst's throughput")] = 0.0,
     sequential: Annotated[int, typer.Option(help="requests per sequential (low-load) phase")] = 100,

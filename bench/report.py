@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import Phase
-from bench.stats import per_second, summarize
+from bench.stats import per_second, steady_rate, summarize
 
 
 def phase_dict(phase: Phase, floor_p50_ms: float) -> dict[str, Any]:
@@ -59,6 +59,11 @@ def table(result: dict[str, Any]) -> str:
             notes.append(f"offered {ph['offered_rate_per_s']:.1f}/s")
         if ph["name"].startswith(("burst", "sustain")):
             notes.append(f"**{ph['throughput_per_s']:.1f}/s = {ph['throughput_per_s'] / frate:.2f}x floor rate**")
+            settled = steady_rate(ph["completions_per_s"])
+            if ph["name"].startswith("burst") and settled == settled:
+                notes.append(
+                    f"settled rate (median per-second after the first 20%) {settled:.0f}/s = {settled / frate:.2f}x"
+                )
             notes.append(f"lost {ph['lost']}, duplicated {ph['duplicated']}")
         if ph["failed"]:
             notes.append(f"FAILED {ph['failed']}")

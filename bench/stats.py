@@ -51,3 +51,15 @@ def per_second(times_s: Sequence[float], start_s: float) -> list[int]:
     for t in times_s:
         buckets[max(0, int(t - start_s))] += 1
     return buckets
+
+
+def steady_rate(series: Sequence[int], trim: float = 0.2) -> float:
+    """The median of a per-second series after its first `trim` fraction (start-up) and last second.
+
+    A burst starts with every request queued at once, so its first seconds are spent validating and
+    queueing; this is the rate the platform settles at once results flow.
+    """
+    body = list(series[int(len(series) * trim) : -1])
+    if not body:
+        return math.nan
+    return percentile([float(x) for x in body], 50)
