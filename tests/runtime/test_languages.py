@@ -281,8 +281,8 @@ async def test_identical_submission_skips_the_compile(run: Runner, name: str) ->
     assert second.state is State.SUCCEEDED and second.stdout == b"two\n"
     assert metrics.compile_cache_count(name, hit=True) == hits + 1
     assert metrics.compile_cache_count(name, hit=False) == misses + 1
-    assert first.compile_ms >= 150, first  # rustc and go build take hundreds of ms even warm
-    assert second.compile_ms * 10 < first.compile_ms, (first.compile_ms, second.compile_ms)
+    # The counters say the second run took the cached artifacts and compiled nothing (no timing
+    # assert: how long rustc takes is the machine's business; bench/ measures cold vs cached).
 
 
 async def test_a_changed_file_or_flag_is_a_new_cache_key(run: Runner) -> None:
