@@ -35,7 +35,7 @@ def producer(settings: Settings, *, transactional_id: str | None = None) -> AIOK
         partitioner=execution_partitioner,
         enable_idempotence=True,
         acks="all",
-        linger_ms=2,
+        linger_ms=settings.kafka_linger_ms,
         max_request_size=MAX_MESSAGE_BYTES,
         transactional_id=transactional_id,
         # A transaction begun right after the previous commit meets CONCURRENT_TRANSACTIONS until the

@@ -76,6 +76,8 @@ class Settings:
     # arrives before the commit marker is answered only when this runs out (aiokafka's default is
     # 500 ms). Lower costs idle fetch requests; see streams.kafka.consumer and bench/README.md.
     kafka_fetch_max_wait_ms: int = 20
+    # How long our aiokafka producers (gateway, completion, client helper) hold a batch open for more.
+    kafka_linger_ms: int = 2
     # Observability.
     metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
     metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container
