@@ -28,7 +28,7 @@ class SandboxClient:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self._producer = kafka.producer(settings)
-        self._consumer = kafka.consumer(settings, group_id=None, follow_commits=True)
+        self._consumer = kafka.consumer(settings, group_id=None, interactive=True)
         self._waiters: dict[str, asyncio.Future[ExecutionResult]] = {}
         self._seen: dict[str, ExecutionResult] = {}
         self._reader: asyncio.Task[None] | None = None

@@ -46,24 +46,25 @@ def producer(settings: Settings, *, transactional_id: str | None = None) -> AIOK
 
 
 def consumer(
-    settings: Settings, *topics: str, group_id: str | None, from_beginning: bool = True, follow_commits: bool = False
+    settings: Settings, *topics: str, group_id: str | None, from_beginning: bool = True, interactive: bool = False
 ) -> AIOKafkaConsumer:
     """A read_committed consumer.
 
-    `follow_commits`: someone waits, with a person or a program behind it, for records written in
-    transactions (sandbox.results: the client helper). A fetch that reaches the broker before the
-    commit marker is answered only when its wait runs out, so such a consumer fetches with the short
-    `kafka_fetch_max_wait_ms`. The platform's own consumers keep aiokafka's 500 ms: an idle
-    short-wait consumer costs the broker and itself ~50 fetches a second (measured: ~2% of a core
-    in the platform and ~3% in the broker each), and the gateway's waiters are woken by the
-    terminal event on sandbox.events, which is not transactional.
+    `interactive`: someone waits on what it reads (the client helper's results, a live log stream).
+    Such a consumer fetches with the short `kafka_fetch_max_wait_ms`: the broker holds an empty fetch
+    for that long, a read_committed fetch that arrives before a commit marker is answered only then,
+    and every later request on the same connection (end offsets, say) queues behind it. The
+    platform's own consumers keep aiokafka's 500 ms: an idle short-wait consumer costs the broker
+    and itself ~50 fetches a second (measured: ~2% of a core in the platform and ~3% in the broker
+    each), and the gateway's waiters are woken by the terminal event on sandbox.events, which is not
+    transactional.
     """
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.bootstrap_servers,
         group_id=group_id,
         isolation_level="read_committed",
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if follow_commits else IDLE_FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if interactive else IDLE_FETCH_MAX_WAIT_MS,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES + 65536,

@@ -71,10 +71,10 @@ class Settings:
     warm_pool_size: int = 0
     warm_pool_max_size: int = 8
     warm_pool_languages: str = "python,javascript"
-    # How long the broker may hold an empty fetch of a consumer that follows transactional writes
-    # for someone waiting (sandbox.results in the client helper). A read_committed fetch that
-    # arrives before the commit marker is answered only when this runs out (aiokafka's default is
-    # 500 ms). Lower costs idle fetch requests; see streams.kafka.consumer and bench/README.md.
+    # How long the broker may hold an empty fetch of a consumer someone waits on (the client helper's
+    # results, a live log stream). A read_committed fetch that arrives before the commit marker is
+    # answered only when this runs out (aiokafka's default is 500 ms), and later requests on the same
+    # connection queue behind it. Lower costs idle fetches; see streams.kafka.consumer.
     kafka_fetch_max_wait_ms: int = 20
     # How long our aiokafka producers (gateway, completion, client helper) hold a batch open for more.
     kafka_linger_ms: int = 2
