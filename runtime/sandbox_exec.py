@@ -65,16 +65,28 @@ def build(directory: str = DEFAULT_DIR, compiler: str | None = None) -> str:
     return target
 
 
-def ensure(directory: str = DEFAULT_DIR) -> str | None:
-    """The helper's path, built first if missing; None (and a warning) when it cannot be built."""
-    path = binary_path(directory)
-    if trusted(path):
-        return path
+def runs(path: str) -> bool:
+    """The helper starts here (e.g. not on a noexec mount): without arguments it prints its usage, exits 127."""
     try:
-        return build(directory)
+        done = subprocess.run([path], capture_output=True, timeout=10, env={})
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 127 and done.stderr.startswith(b"sandbox-exec: usage")
+
+
+def ensure(directory: str = DEFAULT_DIR) -> str | None:
+    """The helper's path, built first if missing; None (and a warning) when it cannot be built or run."""
+    path = binary_path(directory)
+    try:
+        if not trusted(path):
+            path = build(directory)
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("sandbox_exec_unavailable", error=str(exc), fallback="preexec_fn (slower spawn)")
         return None
+    if not runs(path):
+        log.warning("sandbox_exec_unavailable", error=f"{path} does not run", fallback="preexec_fn (slower spawn)")
+        return None
+    return path
 
 
 def argv(

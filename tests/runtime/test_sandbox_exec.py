@@ -115,3 +115,12 @@ def test_the_backend_mounts_cgroup2_with_favordynmods(backend: LocalBackend) -> 
         pytest.skip("no cgroup2 hierarchy on this host")
     with open("/proc/self/mountinfo") as f:
         assert cgroup2_mounts_without_favordynmods(f.read()) == []
+
+
+def test_a_helper_that_does_not_run_is_not_used(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o755)
+    path = sandbox_exec.binary_path(str(tmp_path))
+    Path(path).write_text("#!/bin/sh\nexit 0\n")  # root-owned, 0755, but not the helper
+    os.chmod(path, 0o755)
+    assert sandbox_exec.trusted(path) and not sandbox_exec.runs(path)
+    assert sandbox_exec.ensure(str(tmp_path)) is None  # the backend then spawns through preexec_fn
