@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from processors.metrics import ProcessorMetrics
@@ -26,6 +27,7 @@ from streams.topics import Topics
 from streams.tracing import Tracer, resolve
 
 log = structlog.get_logger()
+PLAIN_COMMIT_INTERVAL_S = 1.0
 
 
 async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[str]:
@@ -45,6 +47,11 @@ class Completion:
         self.group_id = f"{settings.topic_prefix}aevatar-completion"
         self.done: set[str] = set()
         self._rebuilt_for: frozenset[TopicPartition] = frozenset()
+        # Offsets of batches that produced nothing (no terminal event, no dead letter): they need no
+        # transaction. They ride along with the next transaction, or are committed plainly when idle
+        # or after PLAIN_COMMIT_INTERVAL_S; losing them re-reads events that produce nothing.
+        self._unsent_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._last_commit = time.monotonic()
 
     async def run(self) -> None:
         consumer = kafka.consumer(self.settings, group_id=self.group_id)
@@ -61,6 +68,8 @@ class Completion:
                 await self._rebuild_if_reassigned(consumer)
                 if batch:
                     await self._process(consumer, producer, batch)
+                elif self._unsent_offsets:
+                    await self._commit_plain(consumer)  # idle: let the group's lag reach 0
         finally:
             await consumer.stop()
             await producer.stop()
@@ -85,40 +94,57 @@ class Completion:
         producer: AIOKafkaProducer,
         batch: dict[TopicPartition, list],  # type: ignore[type-arg]
     ) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        terminal: list[tuple[ExecutionEvent, ConsumerRecord[bytes, bytes]]] = []
+        for tp, records in batch.items():
+            for record in records:
+                offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
+                try:
+                    event = ExecutionEvent.decode(record.value or b"")
+                except CodecError as exc:
+                    poison.append((record, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if event.state.terminal and event.execution_id not in self.done:
+                    terminal.append((event, record))
+        self._unsent_offsets.update(offsets)
+        if not poison and not terminal:
+            # Nothing to produce: most events (REQUESTED … STARTED) need no transaction at all.
+            if time.monotonic() - self._last_commit >= PLAIN_COMMIT_INTERVAL_S:
+                await self._commit_plain(consumer)
+            return
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._unsent_offsets.items() if tp in assigned}
+        newly_done: list[tuple[ExecutionResult, int, str]] = []
+        pending: set[str] = set()
         async with producer.transaction():
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            newly_done: list[tuple[ExecutionResult, int, str]] = []
-            pending: set[str] = set()
-            parked = 0
-            for tp, records in batch.items():
-                for record in records:
-                    offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
-                    try:
-                        event = ExecutionEvent.decode(record.value or b"")
-                    except CodecError as exc:
-                        await producer.send(
-                            self.topics.deadletter,
-                            record.value or b"",
-                            key=record.key,
-                            headers=kafka.deadletter_headers(record, f"{type(exc).__name__}: {exc}", "completion"),
-                        )
-                        parked += 1
-                        continue
-                    if not event.state.terminal or event.execution_id in self.done or event.execution_id in pending:
-                        continue
-                    try:
-                        request = event.decoded_request()
-                    except CodecError:
-                        request = None
-                    parent = resolve(record.headers, request.trace_id if request is not None else None)
-                    with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
-                        result = build_result(event, request)
-                        await producer.send(
-                            self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
-                        )
-                    pending.add(event.execution_id)
-                    newly_done.append((result, event.at_ms, trace.trace_id))
+            for record, reason in poison:
+                await producer.send(
+                    self.topics.deadletter,
+                    record.value or b"",
+                    key=record.key,
+                    headers=kafka.deadletter_headers(record, reason, "completion"),
+                )
+            for event, record in terminal:
+                if event.execution_id in pending:
+                    continue
+                try:
+                    request = event.decoded_request()
+                except CodecError:
+                    request = None
+                parent = resolve(record.headers, request.trace_id if request is not None else None)
+                with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
+                    result = build_result(event, request)
+                    await producer.send(
+                        self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
+                    )
+                pending.add(event.execution_id)
+                newly_done.append((result, event.at_ms, trace.trace_id))
             await producer.send_offsets_to_transaction(offsets, self.group_id)
+        self.metrics.completion_commits.labels("transaction").inc()
+        self._unsent_offsets.clear()
+        self._last_commit = time.monotonic()
+        parked = len(poison)
         # Known as completed only once the transaction committed: an aborted one leaves them to be redone.
         self.done |= pending
         committed_ms = time.time_ns() // 1_000_000
@@ -135,6 +161,20 @@ class Completion:
                 tenant=result.tenant,
                 trace_id=trace_id,
             )
+
+    async def _commit_plain(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the offsets of batches that produced nothing, without a transaction."""
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._unsent_offsets.items() if tp in assigned}
+        self._unsent_offsets.clear()
+        self._last_commit = time.monotonic()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            self.metrics.completion_commits.labels("plain").inc()
+        except KafkaError as exc:  # a rebalance: the next owner re-reads events that produce nothing
+            log.info("completion_plain_commit_skipped", error=repr(exc))
 
 
 async def run_completion(

@@ -78,6 +78,13 @@ class ProcessorMetrics:
         self.executor_runs = Gauge(
             "sandbox_executor_runs", "Runs in progress on this executor's sandboxes.", registry=self.registry
         )
+        self.completion_commits = Counter(
+            "sandbox_completion_commits_total",
+            "Offset commits of the completion stage: `transaction` when a batch produced results or dead "
+            "letters, `plain` for batches of events that produce nothing.",
+            ["kind"],
+            registry=self.registry,
+        )
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_validation(self, duration_s: float) -> None:
