@@ -22,20 +22,7 @@ from streams.states import State
 
 REFRESH_S = 5
 LATEST = 25
-_ORDER = [
-    State.REQUESTED,
-    State.VALIDATED,
-    State.QUEUED,
-    State.SCHEDULED,
-    State.STARTED,
-    State.SUCCEEDED,
-    State.FAILED,
-    State.COMPILE_ERROR,
-    State.LIMIT_EXCEEDED,
-    State.CANCELLED,
-    State.REJECTED,
-    State.ERROR,
-]
+_ORDER = list(State)  # the state machine's own order: pipeline states, then terminal ones
 _COLOURS = {
     State.SUCCEEDED: "#1a7f37",
     State.FAILED: "#cf222e",

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from runtime import sandbox_exec
 from runtime.cgroups import CgroupMode, cgroup2_mounts_without_favordynmods, discover_host
 from runtime.reaper import reap_sync, set_subreaper
 
@@ -197,8 +198,6 @@ def _probe_favordynmods() -> Feature:
 
 def _probe_sandbox_exec() -> Feature:
     """Speed, not isolation: the helper that lets bubblewrap start with vfork instead of a fork of the supervisor."""
-    from runtime import sandbox_exec
-
     path = sandbox_exec.binary_path()
     if sandbox_exec.trusted(path):
         return Feature("spawn.sandbox_exec", True, f"{path}: bubblewrap starts with vfork")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -139,7 +139,15 @@ class ApiKubeClient:
             raise KubeApiError(response.status, status_message(data))
         return data
 
-    async def stream_bytes(self, path: str, query: Query, read_timeout_s: float) -> AsyncIterator[bytes]:
+    async def _stream(
+        self,
+        path: str,
+        query: Query,
+        read_timeout_s: float,
+        read: Callable[[aiohttp.StreamReader], Awaitable[bytes]],
+        what: str,
+    ) -> AsyncIterator[bytes]:
+        """GET `path` and yield what `read(response.content)` returns until the end of the body."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout_s)
         response = await self._call("GET", path, query, None, timeout)
         try:
@@ -147,38 +155,37 @@ class ApiKubeClient:
                 raise KubeApiError(response.status, status_message(await response.read()))
             while True:
                 try:
-                    chunk: bytes = await response.content.readany()
+                    piece = await read(response.content)
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise KubeApiError(0, f"the stream broke: {type(exc).__name__}: {exc}") from exc
-                if not chunk:
+                    raise KubeApiError(0, f"the {what} broke: {type(exc).__name__}: {exc}") from exc
+                if not piece:
                     return
-                yield chunk
+                yield piece
         finally:
             response.release()
 
+    async def stream_bytes(self, path: str, query: Query, read_timeout_s: float) -> AsyncIterator[bytes]:
+        async for chunk in self._stream(path, query, read_timeout_s, _readany, "stream"):
+            yield chunk
+
     async def watch(self, path: str, query: Query, read_timeout_s: float) -> AsyncIterator[JsonObject]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout_s)
-        response = await self._call("GET", path, {**query, "watch": True}, None, timeout)
-        try:
-            if not 200 <= response.status <= 299:
-                raise KubeApiError(response.status, status_message(await response.read()))
-            while True:
-                try:
-                    line: bytes = await response.content.readline()
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    raise KubeApiError(0, f"the watch broke: {type(exc).__name__}: {exc}") from exc
-                if not line:
-                    return
-                if line.strip():
-                    event = json.loads(line)
-                    if isinstance(event, dict):
-                        yield event
-        finally:
-            response.release()
+        async for line in self._stream(path, {**query, "watch": True}, read_timeout_s, _readline, "watch"):
+            if line.strip():
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    yield event
 
     async def close(self) -> None:
         if self._owns_api:
             await self.api.close()
+
+
+def _readany(content: aiohttp.StreamReader) -> Awaitable[bytes]:
+    return content.readany()
+
+
+def _readline(content: aiohttp.StreamReader) -> Awaitable[bytes]:
+    return content.readline()
 
 
 async def connect(kubeconfig: str | None = None, context: str | None = None) -> ApiKubeClient:

@@ -1,8 +1,9 @@
-"""Test helpers that read whole topics from the real broker."""
+"""Test helpers: whole topics read from the real broker, waiting for a condition, a free port."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 
@@ -48,3 +49,11 @@ async def eventually(check: Callable[[], object], timeout_s: float = 60.0, inter
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(interval_s)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

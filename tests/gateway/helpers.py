@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -18,13 +17,7 @@ from streams.records import ExecutionEvent, ExecutionRequest, ExecutionResult, L
 from streams.settings import Settings
 from streams.states import State
 from streams.topics import Topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import free_port
 
 
 @dataclass
