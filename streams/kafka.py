@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ from streams.topics import MAX_MESSAGE_BYTES
 
 TXN_RETRY_BACKOFF_MS = 10
 IDLE_FETCH_MAX_WAIT_MS = 500  # aiokafka's default
+TOPIC_SETTLE_S = 10.0  # how long a just-created topic may be missing from the broker's metadata
 
 
 def partition_for(execution_id: str, partitions: int) -> int:
@@ -108,26 +111,32 @@ def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
     return list(headers.items()) if hasattr(headers, "items") else list(headers)
 
 
-async def partitions_by_topic(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> dict[str, list[int]]:
-    """Each topic's partitions, from one metadata request for exactly these topics.
+async def partitions_by_topic(
+    consumer: AIOKafkaConsumer, topics: Sequence[str], *, settle_s: float = TOPIC_SETTLE_S
+) -> dict[str, list[int]]:
+    """Each topic's partitions, from a metadata request for exactly these topics.
 
     aiokafka's public `topics()` fetches the metadata of *every* topic of the cluster into a
     throw-away object (slow on a broker with thousands of topics), and the consumer's own
-    `partitions_for_topic` stays empty; this asks for the named topics only.
+    `partitions_for_topic` stays empty; this asks for the named topics only. A topic created a
+    moment ago may not be in the broker's metadata yet: asked again for up to `settle_s`.
     """
     client = consumer._client
-    node = client.get_random_node()
-    if node is None:
-        raise KafkaError("no known broker to ask for topic metadata")
-    cluster = ClusterMetadata()
-    cluster.update_metadata(await client.send(node, MetadataRequest(list(topics), allow_auto_topic_creation=False)))
-    out: dict[str, list[int]] = {}
-    for topic in topics:
-        found = cluster.partitions_for_topic(topic)
-        if not found:
-            raise LookupError(f"topic {topic} does not exist (run `aevatar-sandbox topics create`)")
-        out[topic] = sorted(found)
-    return out
+    deadline = time.monotonic() + settle_s
+    while True:
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaError("no known broker to ask for topic metadata")
+        cluster = ClusterMetadata()
+        request = MetadataRequest(list(topics), allow_auto_topic_creation=False)
+        cluster.update_metadata(await client.send(node, request))
+        found = {topic: cluster.partitions_for_topic(topic) for topic in topics}
+        missing = [topic for topic, parts in found.items() if not parts]
+        if not missing:
+            return {topic: sorted(parts or ()) for topic, parts in found.items()}
+        if time.monotonic() >= deadline:
+            raise LookupError(f"topic {missing[0]} does not exist (run `aevatar-sandbox topics create`)")
+        await asyncio.sleep(0.1)
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
