@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import cast
 
 import faust
 import structlog
@@ -122,19 +125,26 @@ class Executor:
         # it is empty on purpose: the run the dead process held is lost and may run again.
         self.launched = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._commit_wanted = asyncio.Event()
         app.agent(raw_topic(app, self.edges.names.launches), name="launch")(self._agent)
         app.task(self._watch_cancellations)
+        app.task(self._commit_owned)
 
     async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        """Take launches one at a time, each once a slot is free; run them side by side.
+        """Take each launch as soon as a slot is free; run them side by side.
 
-        A launch is acknowledged (so its offset commits) as soon as its STARTED is on the events
-        topic: from then on the run is covered by its lease, not by redelivery. So a rebalance never
-        hands a started run to a second executor, and a run whose executor dies is retried by the
-        scheduler when the lease expires.
+        A launch is acknowledged (so its offset can commit) only once its STARTED is on the events
+        topic: from then on the run is covered by its lease, not by redelivery. Its offset is then
+        committed at once rather than at the next commit interval (a rebalance in between would hand
+        the started launch to another executor); launches that start during one commit share the
+        next. The agent does not wait for a STARTED before it takes the next launch: faust commits
+        acknowledged offsets only up to the first unacknowledged one, so an offset never commits
+        ahead of a launch that has not started.
         """
         slots = asyncio.Semaphore(self.slots)
-        async for message in stream.events():
+        # A stream without automatic acks (StreamT does not declare noack; the Stream it is does).
+        manual = cast("faust.Stream[bytes]", stream).noack()
+        async for message in manual.events():
             try:
                 scheduled = ExecutionEvent.decode(message.value)
                 request = scheduled.decoded_request()
@@ -142,44 +152,58 @@ class Executor:
                     raise ValueError(f"a launch must be a SCHEDULED event with its request, got {scheduled.state}")
             except (CodecError, ValueError) as exc:
                 await self.edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
+                message.ack()
                 continue
             key = f"{scheduled.execution_id}:{scheduled.seq}"
             if key in self.launched:
+                message.ack()
                 continue
             if scheduled.execution_id in self.running:
                 # Another attempt of this execution runs here already (a redelivered launch after a
                 # restart, raced by the retry of its expired lease): never two at once; its end ends both.
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
+                message.ack()
                 continue
             self.launched.add(key)
             await slots.acquire()
-            started = asyncio.Event()
             parent = resolve(message.headers, request.trace_id)
-            task = asyncio.create_task(self._launch_traced(scheduled, request, parent, started, slots))
+            task = asyncio.create_task(
+                self._launch_traced(scheduled, request, parent, functools.partial(self._owned, message), slots)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            await started.wait()
-            # Commit now rather than at the next commit interval: a rebalance in between would hand
-            # this launch, already started, to another executor.
-            message.ack()
-            await self.app.consumer.commit()
+
+    def _owned(self, message: faust.types.EventT[bytes]) -> None:
+        """This executor owns the launch (its STARTED is durable, or it ended before): commit it soon."""
+        if message.ack():
+            self._commit_wanted.set()
+
+    async def _commit_owned(self) -> None:
+        """Commit acknowledged launches as they come, one commit at a time (a faust app task)."""
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            try:
+                await self.app.consumer.commit()
+            except Exception:  # a rebalance: the commit interval or the next owner's lease takes over
+                log.exception("launch_commit_failed")
 
     async def _launch_traced(
         self,
         scheduled: ExecutionEvent,
         request: ExecutionRequest,
         parent: TraceContext,
-        started: asyncio.Event,
+        owned: Callable[[], None],
         slots: asyncio.Semaphore,
     ) -> None:
         try:
             span = self.edges.tracer.span("launch", parent, execution_id=scheduled.execution_id)
             with span as trace, bound(scheduled.execution_id, scheduled.tenant, trace):
-                await self.launch(scheduled, request, trace, started)
+                await self.launch(scheduled, request, trace, owned)
         except Exception:
             log.exception("launch_failed", id=scheduled.execution_id)
         finally:
-            started.set()
+            owned()
             slots.release()
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
@@ -201,7 +225,7 @@ class Executor:
         scheduled: ExecutionEvent,
         request: ExecutionRequest,
         trace: TraceContext | None = None,
-        started_signal: asyncio.Event | None = None,
+        owned: Callable[[], None] | None = None,
     ) -> None:
         execution_id = scheduled.execution_id
         if execution_id in self.cancelled:
@@ -216,8 +240,8 @@ class Executor:
             scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
         )
         await self.edges.emit(started, trace=trace, wait=True)
-        if started_signal is not None:
-            started_signal.set()
+        if owned is not None:
+            owned()
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
         self.edges.metrics.executor_runs.inc()

@@ -120,6 +120,7 @@ class SchedulerCollector(Collector):
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
+        self._tenants: set[str] = set()
 
     def describe(self) -> Iterable[Metric]:
         return [
@@ -134,10 +135,10 @@ class SchedulerCollector(Collector):
         running = GaugeMetricFamily(
             "sandbox_running_executions", "Executions SCHEDULED or STARTED, by tenant.", labels=["tenant"]
         )
-        entries = list(self.scheduler.entries.values())
-        waiting = Tally(e.tenant for e in entries if not e.done and e.state is State.QUEUED)
+        waiting = Tally(e.tenant for e in self.scheduler.queued())
         active = Tally(e.tenant for e in self.scheduler.running())
-        for tenant in sorted({e.tenant for e in entries}):
+        self._tenants |= waiting.keys() | active.keys()  # a tenant seen once stays, at 0
+        for tenant in sorted(self._tenants):
             queued.add_metric([tenant], waiting[tenant])
             running.add_metric([tenant], active[tenant])
         yield queued

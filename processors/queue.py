@@ -6,6 +6,7 @@ what it returns is what to emit. It never does I/O itself.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import msgspec
@@ -62,8 +63,28 @@ class Scheduler:
         self.capacity = capacity
         self.tenant_quota = tenant_quota
         self.lease_ms = lease_ms
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, Entry] = {}  # every entry, finished ones (tombstones) included
         self._arrivals = 0
+        # Indexes over the unfinished entries, so that no decision walks the tombstones:
+        # the active ones (SCHEDULED or STARTED) and the queued ones, the latter also as a heap
+        # in scheduling order (priority first, then arrival).
+        self._active: dict[str, Entry] = {}
+        self._waiting: dict[str, Entry] = {}
+        self._heap: list[tuple[int, int, str]] = []
+
+    def _place(self, entry: Entry) -> None:
+        """Put the entry in the index its state and `done` call for (after any change to them)."""
+        execution_id = entry.execution_id
+        self._active.pop(execution_id, None)
+        was_waiting = self._waiting.pop(execution_id, None) is not None
+        if entry.done:
+            return
+        if entry.state in ACTIVE:
+            self._active[execution_id] = entry
+        elif entry.state is State.QUEUED:
+            self._waiting[execution_id] = entry
+            if not was_waiting:
+                heapq.heappush(self._heap, (-entry.priority, entry.arrival, execution_id))
 
     # -- state ---------------------------------------------------------------------
     def load(self, entries: list[Entry], now_ms: int) -> None:
@@ -76,14 +97,14 @@ class Scheduler:
             if e.state in ACTIVE and not e.done:
                 e.lease_until_ms = now_ms + 2 * self.lease_ms
             self.entries[e.execution_id] = e
+            self._place(e)
             self._arrivals = max(self._arrivals, e.arrival + 1)
 
     def running(self) -> list[Entry]:
-        return [e for e in self.entries.values() if not e.done and e.state in ACTIVE]
+        return list(self._active.values())
 
     def queued(self) -> list[Entry]:
-        waiting = [e for e in self.entries.values() if not e.done and e.state is State.QUEUED]
-        return sorted(waiting, key=lambda e: (-e.priority, e.arrival))
+        return sorted(self._waiting.values(), key=lambda e: (-e.priority, e.arrival))
 
     # -- inputs --------------------------------------------------------------------
     def on_validated(
@@ -112,6 +133,7 @@ class Scheduler:
         )
         self._arrivals += 1
         self.entries[execution_id] = entry
+        self._place(entry)
         return [Emit(entry, State.QUEUED, entry.seq), *self.fill()]
 
     def on_started(self, execution_id: str, seq: int, lease_until_ms: int | None) -> None:
@@ -122,6 +144,7 @@ class Scheduler:
         entry.state = State.STARTED
         entry.seq = seq
         entry.lease_until_ms = lease_until_ms
+        self._place(entry)
 
     def on_lease(self, execution_id: str, seq: int, lease_until_ms: int) -> None:
         entry = self.entries.get(execution_id)
@@ -135,6 +158,7 @@ class Scheduler:
         entry.done = True
         entry.seq = max(entry.seq, seq)
         entry.request = None  # a tombstone needs no payload
+        self._place(entry)
         return self.fill()
 
     def on_cancel(self, execution_id: str) -> list[Emit]:
@@ -143,6 +167,7 @@ class Scheduler:
         if entry is None or entry.done or entry.state is not State.QUEUED:
             return []
         entry.done = True
+        self._place(entry)
         emit = Emit(entry, State.CANCELLED, entry.seq + 1, "cancelled while queued")
         entry.seq += 1
         return [emit]
@@ -169,9 +194,11 @@ class Scheduler:
             entry.lease_until_ms = None
             if entry.attempt < entry.max_attempts:
                 entry.state = State.QUEUED
+                self._place(entry)
                 out.append(Emit(entry, State.QUEUED, entry.seq, f"executor lost its lease on attempt {entry.attempt}"))
             else:
                 entry.done = True
+                self._place(entry)
                 out.append(
                     Emit(entry, State.ERROR, entry.seq, f"executor lost its lease; {entry.attempt} attempts used")
                 )
@@ -188,16 +215,24 @@ class Scheduler:
         for e in running:
             per_tenant[e.tenant] = per_tenant.get(e.tenant, 0) + 1
         out: list[Emit] = []
-        for entry in self.queued():
-            if free == 0:
-                break
+        passed_over: list[tuple[int, int, str]] = []  # queued, but their tenant is at its quota
+        while free > 0 and self._heap:
+            item = heapq.heappop(self._heap)
+            entry = self._waiting.get(item[2])
+            if entry is None or (-entry.priority, entry.arrival) != item[:2]:
+                continue  # left the queue since (cancelled, or finished)
             if per_tenant.get(entry.tenant, 0) >= self.tenant_quota:
+                passed_over.append(item)
                 continue
             entry.state = State.SCHEDULED
             entry.seq += 1
             entry.attempt += 1
             entry.lease_until_ms = None
+            del self._waiting[entry.execution_id]
+            self._active[entry.execution_id] = entry
             per_tenant[entry.tenant] = per_tenant.get(entry.tenant, 0) + 1
             free -= 1
             out.append(Emit(entry, State.SCHEDULED, entry.seq))
+        for item in passed_over:
+            heapq.heappush(self._heap, item)
         return out

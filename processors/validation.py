@@ -23,6 +23,8 @@ from streams.tracing import Tracer, resolve
 
 log = structlog.get_logger()
 # Rejections by the static policy (as opposed to a malformed request): security events.
+# Requests in flight at once (each waits for its transitions to reach the broker).
+VALIDATION_CONCURRENCY = 8
 POLICY_CODES = frozenset({"banned_import", "network_not_allowed", "limit_above_maximum"})
 
 
@@ -70,8 +72,12 @@ def install(
     requests = raw_topic(app, edges.names.requests)
     # Execution ids seen, so that a repeated id produces no second run.
     seen = app.Table("seen-ids", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
+    in_flight: set[str] = set()
 
-    @app.agent(requests, name="validate")
+    # Several copies of the agent share the topic's messages, so that one request's wait for the
+    # broker to have its two transitions does not hold up the next request (acks are per message;
+    # faust commits an offset only once every message before it is acknowledged).
+    @app.agent(requests, name="validate", concurrency=VALIDATION_CONCURRENCY)
     async def validate_requests(stream: faust.StreamT[bytes]) -> None:
         async for message in stream.events():
             raw = message.value
@@ -83,7 +89,7 @@ def install(
             except Exception as exc:
                 await edges.dead_letter(message.message, f"invalid ExecutionRequest: {exc}")
                 continue
-            if request.id in seen:
+            if request.id in seen or request.id in in_flight:
                 continue  # idempotency: this id already ran or runs
             parent = resolve(message.headers, request.trace_id)
             span = edges.tracer.span("validation", parent, execution_id=request.id)
@@ -97,8 +103,15 @@ def install(
                 verdict = validate(request, policy, languages)
                 if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
                     log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
-                # Both transitions in one batch, then one wait for the broker to have both.
-                sent = [await edges.emit(event, trace=trace) for event in request_events(raw, request, verdict, at)]
-                await asyncio.gather(*sent)
-                seen[request.id] = b"1"
+                # In flight before the first await, so that a duplicate handled meanwhile by another
+                # copy of this agent is skipped; seen only once the broker has the transitions.
+                in_flight.add(request.id)
+                try:
+                    # Both transitions in one batch, then one wait for the broker to have both.
+                    events = request_events(raw, request, verdict, at)
+                    sent = [await edges.emit(event, trace=trace) for event in events]
+                    await asyncio.gather(*sent)
+                    seen[request.id] = b"1"
+                finally:
+                    in_flight.discard(request.id)
                 edges.metrics.on_validation(time.perf_counter() - started)

@@ -211,6 +211,7 @@ class LocalBackend:
         self._bpf: bytes | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._teardowns: set[asyncio.Task[None]] = set()
         self._probes: dict[str, _Probe] = {}
         self._probe_locks: dict[str, asyncio.Lock] = {}
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
@@ -326,6 +327,7 @@ class LocalBackend:
             handle.kill(KillReason.CANCELLED)
         while self._running:
             await asyncio.sleep(0.01)
+        await self.settled()
         if self._layout is not None:
             probe_cg = RunCgroup(self._layout, self.config.cgroup_prefix, "_")
             for path in probe_cg.dirs.values():
@@ -429,7 +431,12 @@ class LocalBackend:
         return self._pool.take(key)
 
     async def _run_warm(self, request: RunRequest, sb: _Warm, handle: _Handle, on_output: OnOutput | None) -> Outcome:
-        """Hand the program to a pre-started sandbox, supervise it as a cold run, then destroy it."""
+        """Hand the program to a pre-started sandbox, supervise it as a cold run, then destroy it.
+
+        Once the run is over (every process of it killed and reaped, its usage read), the outcome is
+        returned at once and the sandbox's cgroup and workspace are removed in the background
+        (`settled` waits for that); its host uid serves a new sandbox only after that.
+        """
         sb.uses += 1
         if sb.uses != 1:  # the pool hands each sandbox out once; never run a second program in one
             raise SandboxSetupError("a warm sandbox was handed out twice")
@@ -437,23 +444,43 @@ class LocalBackend:
             if handle.cancelled:
                 res = PhaseResult(Verdict(State.CANCELLED, None, None, None), b"", b"", False, False, 0, 0, 0)
                 await self._destroy_warm(sb)
+                await self._tear_down_taken(sb)
                 return _outcome(res, b"", 0)
             handle.cgroup = sb.cg
             handle.kill_reason = None
             started = time.monotonic()
             await self._deliver(sb.code_w, payload(request.code, request.args))
             res = await self._watch(sb.spawned, sb.ws, request.limits, request.stdin, handle, on_output, sb.cg, started)
-        finally:
+        except BaseException:
             handle.cgroup = None
+            await self._tear_down_taken(sb)
+            raise
+        handle.cgroup = None
+        task = asyncio.create_task(self._tear_down_taken(sb))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+        return _outcome(res, b"", 0)
+
+    async def _tear_down_taken(self, sb: _Warm) -> None:
+        """Remove a taken sandbox's cgroup and workspace, then free its host uid for a new one."""
+        try:
             if not sb.destroyed:
                 sb.destroyed = True
                 try:
                     await sb.cg.remove()
                 finally:
                     sb.ws.destroy()
+        except Exception:
+            log.exception("warm_teardown_failed", uid=sb.uid)
+            raise
+        finally:
             assert self._pool is not None
             self._pool.release_uid(sb.uid)
-        return _outcome(res, b"", 0)
+
+    async def settled(self) -> None:
+        """Wait until every finished run's sandbox has been torn down."""
+        while self._teardowns:
+            await asyncio.gather(*list(self._teardowns), return_exceptions=True)
 
     @staticmethod
     async def _deliver(fd: int, data: bytes) -> None:

@@ -132,3 +132,37 @@ def test_capacity_is_never_exceeded(ops: list[tuple[str, str]]) -> None:
         assert len(running) <= 3
         for tenant in ("x", "y"):
             assert sum(e.tenant == tenant for e in running) <= 2
+
+
+OPS = st.sampled_from(["v", "v0", "start", "end", "cancel", "expire"])
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), OPS, st.integers(0, 3)), max_size=80))
+def test_the_indexes_agree_with_a_walk_over_every_entry(ops: list[tuple[str, str, int]]) -> None:
+    """running(), queued() and what fill() picks are what a scan of all entries (tombstones too) gives."""
+    s = Scheduler(capacity=3, tenant_quota=2, lease_ms=1000)
+    clock = 0
+    for name, op, n in ops:
+        clock += 700
+        tenant = "x" if name in "abcd" else "y"
+        if op in ("v", "v0"):
+            validated(s, name, tenant=tenant, priority=n if op == "v" else 0, max_attempts=2)
+        elif op == "start" and name in s.entries:
+            s.on_started(name, s.entries[name].seq + 1, clock + 1000)
+        elif op == "end":
+            s.on_terminal(name, 99)
+        elif op == "cancel":
+            s.on_cancel(name)
+        else:
+            s.expire(clock)
+        every = list(s.entries.values())
+        walk_running = {e.execution_id for e in every if not e.done and e.state in (State.SCHEDULED, State.STARTED)}
+        walk_queued = sorted(
+            (e for e in every if not e.done and e.state is State.QUEUED), key=lambda e: (-e.priority, e.arrival)
+        )
+        assert {e.execution_id for e in s.running()} == walk_running
+        assert [e.execution_id for e in s.queued()] == [e.execution_id for e in walk_queued]
+        # Capacity is used whenever something eligible waits.
+        per_tenant = {t: sum(s.entries[i].tenant == t for i in walk_running) for t in ("x", "y")}
+        eligible = [e for e in walk_queued if per_tenant[e.tenant] < 2]
+        assert not (eligible and len(walk_running) < 3)

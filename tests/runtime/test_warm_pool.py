@@ -76,6 +76,7 @@ async def test_a_warm_sandbox_runs_one_program_and_is_then_destroyed(pooled: Loc
     assert outcome.state is State.SUCCEEDED, outcome
     assert outcome.stdout == b"warm ['a b', '']\n"
     assert warm_pool_count("python", hit=True) == hits + 1
+    await pooled.settled()  # its cgroup and workspace go once the outcome is out
     assert sandbox.uses == 1 and sandbox.destroyed  # type: ignore[attr-defined]
     assert not os.path.exists(workspace)
     assert not any(os.path.exists(d) for d in cgroups)
