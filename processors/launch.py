@@ -120,6 +120,8 @@ class Executor:
         self.edges = Edges(app, settings, "launch", metrics, tracer)
         self.cancelled = RecentIds()
         self.running: set[str] = set()
+        # Executions whose launch this process has taken and not finished (running or about to).
+        self.taken: set[str] = set()
         # The launch seqs this process took, so a launch that is sent again (the scheduler resends
         # one that no executor took within a lease term) does not run twice here. After a crash
         # it is empty on purpose: the run the dead process held is lost and may run again.
@@ -158,13 +160,14 @@ class Executor:
             if key in self.launched:
                 message.ack()
                 continue
-            if scheduled.execution_id in self.running:
+            if scheduled.execution_id in self.taken:
                 # Another attempt of this execution runs here already (a redelivered launch after a
                 # restart, raced by the retry of its expired lease): never two at once; its end ends both.
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
                 message.ack()
                 continue
             self.launched.add(key)
+            self.taken.add(scheduled.execution_id)
             await slots.acquire()
             parent = resolve(message.headers, request.trace_id)
             task = asyncio.create_task(
@@ -204,6 +207,7 @@ class Executor:
             log.exception("launch_failed", id=scheduled.execution_id)
         finally:
             owned()
+            self.taken.discard(scheduled.execution_id)
             slots.release()
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:

@@ -87,6 +87,14 @@ class Scheduler:
                 heapq.heappush(self._heap, (-entry.priority, entry.arrival, execution_id))
 
     # -- state ---------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every entry (before loading those of a new assignment)."""
+        self.entries.clear()
+        self._active.clear()
+        self._waiting.clear()
+        self._heap.clear()
+        self._arrivals = 0
+
     def load(self, entries: list[Entry], now_ms: int) -> None:
         """Rebuild from persisted entries.
 

@@ -1,4 +1,4 @@
-"""Runs processor roles in one process: each faust role as its own App, completion as its own loop."""
+"""Runs processor roles in one process: each faust role as its own App; scheduling and completion as loops."""
 
 from __future__ import annotations
 
@@ -107,16 +107,14 @@ async def run_roles(
         app = make_app(settings, "validation")
         validation.install(app, settings, policy, known_languages(), metrics=metrics, tracer=tracer)
         apps.append(app)
-    if "scheduling" in roles:
-        app = make_app(settings, "scheduling")
-        scheduling.install(app, settings, metrics=metrics, tracer=tracer)
-        apps.append(app)
     if "launch" in roles:
         backend = backend or await make_backend(settings)
         app = make_app(settings, "launch")
         launch.install(app, settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
         apps.append(app)
     jobs: list[Callable[[], Awaitable[None]]] = list(also)
+    if "scheduling" in roles:
+        jobs.append(lambda: scheduling.run_scheduling(settings, metrics=metrics, tracer=tracer))
     if "completion" in roles:
         jobs.append(lambda: completion.run_completion(settings, metrics=metrics, tracer=tracer))
     if settings.metrics_port:

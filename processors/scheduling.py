@@ -1,33 +1,53 @@
 """The scheduling processor: VALIDATED → QUEUED → SCHEDULED (→ sandbox.launches), within capacity.
 
-The queue lives in a faust table with a compacted changelog, so it survives a restart.
-The policy itself is `processors.queue.Scheduler`, which does no I/O.
+The policy itself is `processors.queue.Scheduler`, which does no I/O. This module is its edge: an
+aiokafka loop over sandbox.events, sandbox.cancellations and sandbox.leases, which takes what the
+broker has in one batch and hands every record to the policy without an await in between.
 
-One scheduling worker holds the global capacity: run one active `worker scheduling`
-(more may join its consumer group as standbys; each would then enforce the capacity
-over the partitions it holds).
+It was a faust agent. Under load faust delivered the events to it one at a time through several
+turns of the shared event loop (its consumer thread, then its conductor per message): while
+requests kept arriving, the scheduler waited ~75% of the time for its next event with a backlog
+of hundreds on the topic, every run slot stayed busy until the scheduler saw its terminal event
+about a second late, and throughput fell to ~28 runs/s (bench/README.md, "Tuning notes").
+
+The queue survives a restart in a compacted topic, `<prefix>aevatar-scheduling-queue-changelog`
+(the name the faust table used): each entry is written there whenever it changes, and the entries
+of the assigned partitions are read back whenever the assignment changes. Offsets are committed
+only once everything their batch produced (transitions, entries, launches) is on the broker.
+
+One scheduling worker holds the global capacity: run one active `worker scheduling` (more may join
+its consumer group as standbys; each would then enforce the capacity over the partitions it holds).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import collections
+import contextlib
+import time
+from collections.abc import Iterable
 from typing import Any
 
-import faust
 import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 
-from processors.edges import Edges, bound, now_ms
+from processors.edges import bound, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
-from streams.app import raw_topic
+from streams import kafka
 from streams.codec import CodecError
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest
 from streams.settings import Settings
 from streams.states import State
+from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
+STAGE = "scheduling"
+EXPIRE_INTERVAL_S = 1.0
+MAX_BATCH_RECORDS = 500
 
 
 def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
@@ -56,119 +76,235 @@ def trace_id_of(entry: Entry) -> str | None:
         return None
 
 
-def install(
-    app: faust.App, settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
-) -> Scheduler:
-    edges = Edges(app, settings, "scheduling", metrics, tracer)
-    scheduler = Scheduler(settings.capacity, settings.tenant_quota, settings.lease_ms)
-    edges.metrics.watch_scheduler(scheduler)
-    # The last trace position of each execution this scheduler holds, so that what it emits later
-    # (when capacity frees up) continues the right trace; after a restart, from the request's trace id.
-    traces: dict[str, TraceContext] = {}
-    entries = app.Table("queue", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
-    loaded = False
+async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[Entry]:
+    """The latest entry of each execution on the given partitions of the queue topic."""
+    latest: dict[bytes, bytes | None] = {}
+    for record in await kafka.read_to_end(settings, Topics(settings.topic_prefix).scheduler_queue, sorted(partitions)):
+        if record.key is not None:
+            latest[record.key] = record.value
+    return [load_entry(value) for value in latest.values() if value]
 
-    def ensure_loaded() -> bool:
-        nonlocal loaded
-        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        if not loaded and recovered:
-            scheduler.load([load_entry(v) for v in entries.values()], now_ms())
-            loaded = True
-            log.info("scheduler_loaded", entries=len(scheduler.entries), running=len(scheduler.running()))
-        return loaded
 
-    def persist(entry: Entry) -> None:
-        entries[entry.execution_id] = dump_entry(entry)
+class Scheduling:
+    def __init__(
+        self, settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ProcessorMetrics()
+        self.tracer = tracer or Tracer("aevatar-scheduling")
+        self.topics = Topics(settings.topic_prefix)
+        self.group_id = f"{settings.topic_prefix}aevatar-{STAGE}"
+        self.scheduler = Scheduler(settings.capacity, settings.tenant_quota, settings.lease_ms)
+        self.metrics.watch_scheduler(self.scheduler)
+        # The last trace position of each execution held here, so that what is emitted later (when
+        # capacity frees up) continues the right trace; after a restart, from the request's trace id.
+        self.traces: dict[str, TraceContext] = {}
+        self._loaded_for: frozenset[TopicPartition] | None = None
+        self._last_expire = time.monotonic()
+        # What the current batch has produced (its futures), and batches waiting for their commit.
+        self._sent: list[asyncio.Future[Any]] = []
+        self._to_commit: collections.deque[tuple[asyncio.Future[Any], dict[TopicPartition, OffsetAndMetadata]]] = (
+            collections.deque()
+        )
+        self._commit_wanted = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
 
-    # Launches on their way: each waits for its SCHEDULED transition to be on sandbox.events, then
-    # goes to sandbox.launches. The scheduler goes on meanwhile, so one run's two round trips to the
-    # broker never hold up the next event (they did: ~8 ms of waiting per run, in series).
-    launching: set[asyncio.Task[None]] = set()
-
-    async def launch_after(scheduled: Awaitable[Any], execution_id: str, value: bytes, trace: TraceContext) -> None:
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        consumer = kafka.consumer(self.settings, group_id=self.group_id)
+        consumer.subscribe([self.topics.events, self.topics.cancellations, self.topics.leases])
+        self._producer = kafka.producer(self.settings)
+        await self._producer.start()
+        await consumer.start()
+        committer = asyncio.create_task(self._commit_loop(consumer))
         try:
-            await scheduled
-            await edges.send(edges.launches, execution_id, value, trace=trace, wait=True)
-        except Exception:
-            # The entry stays SCHEDULED: when no executor has taken it within a lease term, the
-            # scheduler sends the launch again (Scheduler.expire).
-            log.exception("launch_send_failed", id=execution_id)
+            while True:
+                batch = await consumer.getmany(timeout_ms=int(EXPIRE_INTERVAL_S * 500), max_records=MAX_BATCH_RECORDS)
+                if committer.done():
+                    committer.result()  # a failed send: stop here, the batch is redone after a restart
+                await self._load_if_reassigned(consumer)
+                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._handle(record)
+                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+                if time.monotonic() - self._last_expire >= EXPIRE_INTERVAL_S:
+                    self._last_expire = time.monotonic()
+                    await self._carry_out(self.scheduler.expire(now_ms()))
+                if offsets or self._sent:
+                    self._to_commit.append((asyncio.gather(*self._sent), offsets))
+                    self._sent = []
+                    self._commit_wanted.set()
+        finally:
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await committer
+            await consumer.stop()
+            await self._producer.stop()
 
-    async def carry_out(emits: list[Emit]) -> None:
+    async def _load_if_reassigned(self, consumer: AIOKafkaConsumer) -> None:
+        """Before a batch is handled under a new assignment, rebuild the queue of exactly its partitions.
+
+        Everything produced so far is flushed first, so the entries read back are the latest.
+        """
+        assignment = frozenset(consumer.assignment())
+        if assignment == self._loaded_for:
+            return
+        assert self._producer is not None
+        await self._producer.flush()
+        if self._sent:
+            await asyncio.gather(*self._sent, return_exceptions=True)
+        partitions = {tp.partition for tp in assignment if tp.topic == self.topics.events}
+        entries = await read_entries(self.settings, partitions)
+        self.scheduler.clear()
+        self.scheduler.load(entries, now_ms())
+        self.traces.clear()
+        self._loaded_for = assignment
+        log.info(
+            "scheduler_loaded",
+            partitions=sorted(partitions),
+            entries=len(self.scheduler.entries),
+            running=len(self.scheduler.running()),
+        )
+        # Runs that were queued when the previous owner stopped may fit now.
+        await self._carry_out(self.scheduler.fill())
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.topic == self.topics.events:
+            event = await self._decode(record, ExecutionEvent)
+            if event is not None:
+                await self._on_event(event, record)
+        elif record.topic == self.topics.cancellations:
+            cancel = await self._decode(record, CancelRequest)
+            if cancel is not None:
+                await self._carry_out(self.scheduler.on_cancel(cancel.execution_id))
+        elif record.topic == self.topics.leases:
+            lease = await self._decode(record, ExecutionEvent)
+            if lease is not None and lease.lease_until_ms is not None:
+                self.scheduler.on_lease(lease.execution_id, lease.seq, lease.lease_until_ms)
+
+    async def _on_event(self, event: ExecutionEvent, record: ConsumerRecord[bytes, bytes]) -> None:
+        scheduler = self.scheduler
+        execution_id = event.execution_id
+        if event.state is State.VALIDATED:
+            try:
+                request = event.decoded_request()
+            except CodecError:
+                request = None
+            self.traces[execution_id] = resolve(record.headers, request.trace_id if request else None)
+            await self._carry_out(
+                scheduler.on_validated(
+                    execution_id,
+                    seq=event.seq,
+                    tenant=event.tenant,
+                    priority=request.priority if request else 0,
+                    max_attempts=event.max_attempts,
+                    created_at_ms=request.created_at_ms if request else event.at_ms,
+                    request=event.request,
+                )
+            )
+        elif event.state is State.STARTED:
+            scheduler.on_started(execution_id, event.seq, event.lease_until_ms)
+            if execution_id in scheduler.entries:
+                await self._persist(scheduler.entries[execution_id])
+        elif event.state.terminal and execution_id in scheduler.entries:
+            was_done = scheduler.entries[execution_id].done
+            emits = scheduler.on_terminal(execution_id, event.seq)
+            if not was_done:
+                await self._persist(scheduler.entries[execution_id])
+            await self._carry_out(emits)
+        if event.state.terminal:
+            self.traces.pop(execution_id, None)
+
+    # -- producing ------------------------------------------------------------------------------
+    async def _send(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        trace: TraceContext | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Hand one record to the producer (in call order); the future resolves once the broker has it."""
+        assert self._producer is not None
+        if trace is not None:
+            headers = trace.headers()
+        delivered: asyncio.Future[Any] = await self._producer.send(topic, value, key=key, headers=headers)
+        return delivered
+
+    async def _persist(self, entry: Entry) -> None:
+        key = entry.execution_id.encode()
+        self._sent.append(await self._send(self.topics.scheduler_queue, key, dump_entry(entry), None))
+
+    async def _carry_out(self, emits: list[Emit]) -> None:
         for emit in emits:
-            persist(emit.entry)
+            await self._persist(emit.entry)
             event = event_for(emit, now_ms())
             execution_id = event.execution_id
-            parent = traces.get(execution_id) or TraceContext.new(trace_id_of(emit.entry))
-            span = edges.tracer.span("scheduling", parent, execution_id=execution_id, state=event.state.value)
+            parent = self.traces.get(execution_id) or TraceContext.new(trace_id_of(emit.entry))
+            span = self.tracer.span(STAGE, parent, execution_id=execution_id, state=event.state.value)
             with span as trace, bound(execution_id, event.tenant, trace):
-                sent = await edges.emit(event, trace=trace)
+                encoded = event.encode()
+                sent = await self._send(self.topics.events, event.key, encoded, trace)
+                self._sent.append(sent)
+                log.info("transition", stage=STAGE, id=execution_id, seq=event.seq, state=event.state.value)
                 if emit.state is State.SCHEDULED:
-                    # The SCHEDULED transition is on sandbox.events before its launch is sent.
-                    task = asyncio.create_task(launch_after(sent, execution_id, event.encode(), trace))
-                    launching.add(task)
-                    task.add_done_callback(launching.discard)
+                    # The SCHEDULED transition is on sandbox.events before its launch is sent; the
+                    # scheduler goes on meanwhile (one run's two round trips never hold up the next event).
+                    self._sent.append(asyncio.ensure_future(self._launch_after(sent, execution_id, encoded, trace)))
             if emit.entry.done or event.state.terminal:
-                traces.pop(execution_id, None)
+                self.traces.pop(execution_id, None)
             else:
-                traces[execution_id] = trace
+                self.traces[execution_id] = trace
 
-    @app.agent(raw_topic(app, edges.names.events), name="schedule")
-    async def on_events(stream: faust.StreamT[bytes]) -> None:
-        async for message in stream.events():
-            ensure_loaded()
-            event = await edges.decode(message.message, ExecutionEvent)
-            if event is None:
+    async def _launch_after(
+        self, scheduled: asyncio.Future[Any], execution_id: str, value: bytes, trace: TraceContext
+    ) -> None:
+        await scheduled
+        await (await self._send(self.topics.launches, execution_id.encode(), value, trace))
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes], kind: type[Any]) -> Any:
+        """The record's value as `kind`, or None once an undecodable record is dead-lettered."""
+        try:
+            return kind.decode(record.value or b"")
+        except CodecError as exc:
+            assert self._producer is not None
+            headers = kafka.deadletter_headers(record, f"{type(exc).__name__}: {exc}", STAGE)
+            fut = await self._producer.send(
+                self.topics.deadletter, record.value or b"", key=record.key, headers=headers
+            )
+            await fut
+            self.metrics.on_dead_letter(STAGE)
+            log.warning("dead_letter", stage=STAGE, topic=record.topic, offset=record.offset, reason=str(exc))
+            return None
+
+    # -- committing -----------------------------------------------------------------------------
+    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit each batch's offsets once everything it produced is on the broker, in batch order.
+
+        A send that fails for good ends the loop with its error: the scheduler stops, and its
+        uncommitted batches are handled again by the next owner (every input is idempotent).
+        """
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            while self._to_commit:
+                done, batch_offsets = self._to_commit[0]
+                await done
+                self._to_commit.popleft()
+                offsets.update(batch_offsets)
+            assigned = consumer.assignment()
+            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+            if not offsets:
                 continue
-            if event.state is State.VALIDATED:
-                request = event.decoded_request()
-                traces[event.execution_id] = resolve(message.headers, request.trace_id if request else None)
-                await carry_out(
-                    scheduler.on_validated(
-                        event.execution_id,
-                        seq=event.seq,
-                        tenant=event.tenant,
-                        priority=request.priority if request else 0,
-                        max_attempts=event.max_attempts,
-                        created_at_ms=request.created_at_ms if request else event.at_ms,
-                        request=event.request,
-                    )
-                )
-            elif event.state is State.STARTED:
-                scheduler.on_started(event.execution_id, event.seq, event.lease_until_ms)
-                if event.execution_id in scheduler.entries:
-                    persist(scheduler.entries[event.execution_id])
-            elif event.state.terminal and event.execution_id in scheduler.entries:
-                was_done = scheduler.entries[event.execution_id].done
-                emits = scheduler.on_terminal(event.execution_id, event.seq)
-                if not was_done:
-                    persist(scheduler.entries[event.execution_id])
-                await carry_out(emits)
-            if event.state.terminal:
-                traces.pop(event.execution_id, None)
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance: the next owner redoes these (idempotently)
+                log.info("scheduling_commit_skipped", error=repr(exc))
 
-    @app.agent(raw_topic(app, edges.names.cancellations), name="cancel-queued")
-    async def on_cancellations(stream: faust.StreamT[bytes]) -> None:
-        async for message in stream.events():
-            ensure_loaded()
-            cancel = await edges.decode(message.message, CancelRequest)
-            if cancel is None:
-                continue
-            await carry_out(scheduler.on_cancel(cancel.execution_id))
 
-    @app.agent(raw_topic(app, edges.names.leases), name="leases")
-    async def on_leases(stream: faust.StreamT[bytes]) -> None:
-        async for message in stream.events():
-            ensure_loaded()
-            lease = await edges.decode(message.message, ExecutionEvent)
-            if lease is None:
-                continue
-            if lease.lease_until_ms is not None:
-                scheduler.on_lease(lease.execution_id, lease.seq, lease.lease_until_ms)
-
-    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
-    async def expire_leases() -> None:
-        if ensure_loaded():
-            await carry_out(scheduler.expire(now_ms()))
-
-    return scheduler
+async def run_scheduling(
+    settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
+) -> None:
+    await Scheduling(settings, metrics=metrics, tracer=tracer).run()

@@ -51,6 +51,10 @@ DEADLETTER = TopicSpec("sandbox.deadletter", key="original key", record="(origin
 LEASES = TopicSpec(
     "sandbox.leases", key="execution id", record="ExecutionEvent (STARTED, renewed lease)", retention_ms=DAY_MS
 )
+# The scheduler's queue, one entry per execution (its latest state), read back on assignment.
+SCHEDULER_QUEUE = TopicSpec(
+    "aevatar-scheduling-queue-changelog", key="execution id", record="scheduler queue Entry (msgpack)", compact=True
+)
 WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
 
 CATALOG: tuple[TopicSpec, ...] = (
@@ -63,6 +67,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     DEADLETTER,
     WEBHOOKS,
     LEASES,
+    SCHEDULER_QUEUE,
 )
 
 
@@ -80,6 +85,7 @@ class Topics:
         self.deadletter = DEADLETTER.name(prefix)
         self.webhooks = WEBHOOKS.name(prefix)
         self.leases = LEASES.name(prefix)
+        self.scheduler_queue = SCHEDULER_QUEUE.name(prefix)
 
 
 @dataclass(frozen=True, slots=True)
