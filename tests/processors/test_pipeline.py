@@ -121,6 +121,63 @@ async def test_garbage_goes_to_deadletter_and_pipeline_flows(settings: Settings,
     assert all(dict(r.headers)["x-aevatar-source-topic"] == topics.requests.encode() for r in dead)
 
 
+async def test_garbage_on_the_schedulers_topics_is_dead_lettered_and_scheduling_flows(
+    settings: Settings, start_worker: Any
+) -> None:
+    start_worker(settings, "all", env=env())
+    topics = Topics(settings.topic_prefix)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for topic in (topics.events, topics.cancellations, topics.leases):
+            await producer.send_and_wait(topic, b"\x00 not avro on " + topic.encode(), key=b"junk:1")
+    finally:
+        await producer.stop()
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", "print('scheduled anyway')")
+    assert result.state is State.SUCCEEDED and result.stdout == b"scheduled anyway\n"
+
+    async def parked() -> bool:
+        return len(await read_all(settings, topics.deadletter)) >= 4
+
+    await eventually(parked, 30, 0.2)
+    dead = await read_all(settings, topics.deadletter)
+    by_stage = sorted((dict(r.headers)["x-aevatar-stage"], dict(r.headers)["x-aevatar-source-topic"]) for r in dead)
+    # The scheduler parks one of each; the completion processor, which also reads the events, parks its own.
+    assert by_stage == sorted(
+        [
+            (b"completion", topics.events.encode()),
+            (b"scheduling", topics.events.encode()),
+            (b"scheduling", topics.cancellations.encode()),
+            (b"scheduling", topics.leases.encode()),
+        ]
+    )
+    assert all(r.value.startswith(b"\x00 not avro on ") for r in dead)
+
+
+async def test_the_queue_survives_a_restart_of_the_scheduler(settings: Settings, start_worker: Any) -> None:
+    """Queued runs are read back from the queue topic by the next scheduler and each runs once."""
+    first = start_worker(settings, "validation", "scheduling", env=env(capacity="1"))
+    requests = [new_request("python", f"print({i})") for i in range(4)]
+    async with SandboxClient(settings) as client:
+        for r in requests:
+            await client.submit(r)
+
+        async def queued() -> bool:
+            states = {i: [e.state for e in evs] for i, evs in (await events_by_id(settings)).items()}
+            return sum(State.QUEUED in s for s in states.values()) == 4
+
+        await eventually(queued, 60, 0.2)
+        first.kill()
+        start_worker(settings, "all", env=env(capacity="1"))
+        results = await asyncio.gather(*(client.result(r.id, 120) for r in requests))
+    assert [r.stdout for r in results] == [f"{i}\n".encode() for i in range(4)]
+    events = await events_by_id(settings)
+    for r in requests:
+        states = [e.state for e in events[r.id]]
+        assert states.count(State.QUEUED) == 1 and states.count(State.STARTED) == 1, states
+
+
 async def test_rejected_request_has_reason_and_field(settings: Settings, start_worker: Any) -> None:
     start_worker(settings, "all", env=env())
     async with SandboxClient(settings) as client:
