@@ -39,6 +39,11 @@ def bound(execution_id: str, tenant: str, trace: TraceContext | None) -> Iterato
         yield
 
 
+def log_transition(stage: str, event: ExecutionEvent) -> None:
+    """The log line of one transition a processor emits (inside `bound`, so it carries the ids)."""
+    log.info("transition", stage=stage, id=event.execution_id, seq=event.seq, state=event.state.value)
+
+
 class Edges:
     """The topics one faust app writes to, with the project's partitioning by execution id."""
 
@@ -80,7 +85,7 @@ class Edges:
             headers=trace.headers() if trace is not None else None,
         )
         with bound(event.execution_id, event.tenant, trace):
-            log.info("transition", stage=self.stage, id=event.execution_id, seq=event.seq, state=event.state.value)
+            log_transition(self.stage, event)
         if wait:
             await fut
         return fut

@@ -1,4 +1,4 @@
-"""Runs processor roles in one process: each faust role as its own App; scheduling and completion as loops."""
+"""Runs processor roles in one process: launch as a faust App; validation, scheduling, completion as loops."""
 
 from __future__ import annotations
 
@@ -103,16 +103,15 @@ async def run_roles(
     metrics = metrics or ProcessorMetrics()
     tracer = Tracer("aevatar-processors", settings.otlp_endpoint)
     apps: list[faust.App] = []
-    if "validation" in roles:
-        app = make_app(settings, "validation")
-        validation.install(app, settings, policy, known_languages(), metrics=metrics, tracer=tracer)
-        apps.append(app)
     if "launch" in roles:
         backend = backend or await make_backend(settings)
         app = make_app(settings, "launch")
         launch.install(app, settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
         apps.append(app)
     jobs: list[Callable[[], Awaitable[None]]] = list(also)
+    if "validation" in roles:
+        languages = known_languages()
+        jobs.append(lambda: validation.run_validation(settings, policy, languages, metrics=metrics, tracer=tracer))
     if "scheduling" in roles:
         jobs.append(lambda: scheduling.run_scheduling(settings, metrics=metrics, tracer=tracer))
     if "completion" in roles:

@@ -22,18 +22,15 @@ its consumer group as standbys; each would then enforce the capacity over the pa
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import ConsumerRecord
 
-from processors.edges import bound, now_ms
+from processors.batches import BatchProcessor
+from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
 from streams import kafka
@@ -47,7 +44,6 @@ from streams.tracing import TraceContext, Tracer, resolve
 log = structlog.get_logger()
 STAGE = "scheduling"
 EXPIRE_INTERVAL_S = 1.0
-MAX_BATCH_RECORDS = 500
 
 
 def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
@@ -85,81 +81,27 @@ async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[En
     return [load_entry(value) for value in latest.values() if value]
 
 
-class Scheduling:
+class Scheduling(BatchProcessor):
+    stage = STAGE
+
     def __init__(
         self, settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
     ) -> None:
-        self.settings = settings
-        self.metrics = metrics or ProcessorMetrics()
-        self.tracer = tracer or Tracer("aevatar-scheduling")
-        self.topics = Topics(settings.topic_prefix)
-        self.group_id = f"{settings.topic_prefix}aevatar-{STAGE}"
+        topics = Topics(settings.topic_prefix)
+        super().__init__(settings, [topics.events, topics.cancellations, topics.leases], metrics=metrics, tracer=tracer)
         self.scheduler = Scheduler(settings.capacity, settings.tenant_quota, settings.lease_ms)
         self.metrics.watch_scheduler(self.scheduler)
         # The last trace position of each execution held here, so that what is emitted later (when
         # capacity frees up) continues the right trace; after a restart, from the request's trace id.
         self.traces: dict[str, TraceContext] = {}
-        self._loaded_for: frozenset[TopicPartition] | None = None
         self._last_expire = time.monotonic()
-        # What the current batch has produced (its futures), and batches waiting for their commit.
-        self._sent: list[asyncio.Future[Any]] = []
-        self._to_commit: collections.deque[tuple[asyncio.Future[Any], dict[TopicPartition, OffsetAndMetadata]]] = (
-            collections.deque()
-        )
-        self._commit_wanted = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
 
-    # -- the loop -------------------------------------------------------------------------------
-    async def run(self) -> None:
-        consumer = kafka.consumer(self.settings, group_id=self.group_id)
-        consumer.subscribe([self.topics.events, self.topics.cancellations, self.topics.leases])
-        self._producer = kafka.producer(self.settings)
-        await self._producer.start()
-        await consumer.start()
-        committer = asyncio.create_task(self._commit_loop(consumer))
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=int(EXPIRE_INTERVAL_S * 500), max_records=MAX_BATCH_RECORDS)
-                if committer.done():
-                    committer.result()  # a failed send: stop here, the batch is redone after a restart
-                await self._load_if_reassigned(consumer)
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                for tp, records in batch.items():
-                    for record in records:
-                        await self._handle(record)
-                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
-                if time.monotonic() - self._last_expire >= EXPIRE_INTERVAL_S:
-                    self._last_expire = time.monotonic()
-                    await self._carry_out(self.scheduler.expire(now_ms()))
-                if offsets or self._sent:
-                    self._to_commit.append((asyncio.gather(*self._sent), offsets))
-                    self._sent = []
-                    self._commit_wanted.set()
-        finally:
-            committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await committer
-            await consumer.stop()
-            await self._producer.stop()
-
-    async def _load_if_reassigned(self, consumer: AIOKafkaConsumer) -> None:
-        """Before a batch is handled under a new assignment, rebuild the queue of exactly its partitions.
-
-        Everything produced so far is flushed first, so the entries read back are the latest.
-        """
-        assignment = frozenset(consumer.assignment())
-        if assignment == self._loaded_for:
-            return
-        assert self._producer is not None
-        await self._producer.flush()
-        if self._sent:
-            await asyncio.gather(*self._sent, return_exceptions=True)
-        partitions = {tp.partition for tp in assignment if tp.topic == self.topics.events}
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Rebuild the queue of exactly the assigned partitions (everything produced is on the broker)."""
         entries = await read_entries(self.settings, partitions)
         self.scheduler.clear()
         self.scheduler.load(entries, now_ms())
         self.traces.clear()
-        self._loaded_for = assignment
         log.info(
             "scheduler_loaded",
             partitions=sorted(partitions),
@@ -169,17 +111,22 @@ class Scheduling:
         # Runs that were queued when the previous owner stopped may fit now.
         await self._carry_out(self.scheduler.fill())
 
-    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def after_batch(self) -> None:
+        if time.monotonic() - self._last_expire >= EXPIRE_INTERVAL_S:
+            self._last_expire = time.monotonic()
+            await self._carry_out(self.scheduler.expire(now_ms()))
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.topic == self.topics.events:
-            event = await self._decode(record, ExecutionEvent)
+            event = await self.decode(record, ExecutionEvent)
             if event is not None:
                 await self._on_event(event, record)
         elif record.topic == self.topics.cancellations:
-            cancel = await self._decode(record, CancelRequest)
+            cancel = await self.decode(record, CancelRequest)
             if cancel is not None:
                 await self._carry_out(self.scheduler.on_cancel(cancel.execution_id))
         elif record.topic == self.topics.leases:
-            lease = await self._decode(record, ExecutionEvent)
+            lease = await self.decode(record, ExecutionEvent)
             if lease is not None and lease.lease_until_ms is not None:
                 self.scheduler.on_lease(lease.execution_id, lease.seq, lease.lease_until_ms)
 
@@ -216,25 +163,8 @@ class Scheduling:
         if event.state.terminal:
             self.traces.pop(execution_id, None)
 
-    # -- producing ------------------------------------------------------------------------------
-    async def _send(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        trace: TraceContext | None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        """Hand one record to the producer (in call order); the future resolves once the broker has it."""
-        assert self._producer is not None
-        if trace is not None:
-            headers = trace.headers()
-        delivered: asyncio.Future[Any] = await self._producer.send(topic, value, key=key, headers=headers)
-        return delivered
-
     async def _persist(self, entry: Entry) -> None:
-        key = entry.execution_id.encode()
-        self._sent.append(await self._send(self.topics.scheduler_queue, key, dump_entry(entry), None))
+        await self.send(self.topics.scheduler_queue, entry.execution_id.encode(), dump_entry(entry))
 
     async def _carry_out(self, emits: list[Emit]) -> None:
         for emit in emits:
@@ -245,13 +175,12 @@ class Scheduling:
             span = self.tracer.span(STAGE, parent, execution_id=execution_id, state=event.state.value)
             with span as trace, bound(execution_id, event.tenant, trace):
                 encoded = event.encode()
-                sent = await self._send(self.topics.events, event.key, encoded, trace)
-                self._sent.append(sent)
-                log.info("transition", stage=STAGE, id=execution_id, seq=event.seq, state=event.state.value)
+                sent = await self.send(self.topics.events, event.key, encoded, trace=trace)
+                log_transition(STAGE, event)
                 if emit.state is State.SCHEDULED:
                     # The SCHEDULED transition is on sandbox.events before its launch is sent; the
                     # scheduler goes on meanwhile (one run's two round trips never hold up the next event).
-                    self._sent.append(asyncio.ensure_future(self._launch_after(sent, execution_id, encoded, trace)))
+                    self.track(asyncio.ensure_future(self._launch_after(sent, execution_id, encoded, trace)))
             if emit.entry.done or event.state.terminal:
                 self.traces.pop(execution_id, None)
             else:
@@ -261,47 +190,7 @@ class Scheduling:
         self, scheduled: asyncio.Future[Any], execution_id: str, value: bytes, trace: TraceContext
     ) -> None:
         await scheduled
-        await (await self._send(self.topics.launches, execution_id.encode(), value, trace))
-
-    async def _decode(self, record: ConsumerRecord[bytes, bytes], kind: type[Any]) -> Any:
-        """The record's value as `kind`, or None once an undecodable record is dead-lettered."""
-        try:
-            return kind.decode(record.value or b"")
-        except CodecError as exc:
-            assert self._producer is not None
-            headers = kafka.deadletter_headers(record, f"{type(exc).__name__}: {exc}", STAGE)
-            fut = await self._producer.send(
-                self.topics.deadletter, record.value or b"", key=record.key, headers=headers
-            )
-            await fut
-            self.metrics.on_dead_letter(STAGE)
-            log.warning("dead_letter", stage=STAGE, topic=record.topic, offset=record.offset, reason=str(exc))
-            return None
-
-    # -- committing -----------------------------------------------------------------------------
-    async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:
-        """Commit each batch's offsets once everything it produced is on the broker, in batch order.
-
-        A send that fails for good ends the loop with its error: the scheduler stops, and its
-        uncommitted batches are handled again by the next owner (every input is idempotent).
-        """
-        while True:
-            await self._commit_wanted.wait()
-            self._commit_wanted.clear()
-            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-            while self._to_commit:
-                done, batch_offsets = self._to_commit[0]
-                await done
-                self._to_commit.popleft()
-                offsets.update(batch_offsets)
-            assigned = consumer.assignment()
-            offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
-            if not offsets:
-                continue
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:  # a rebalance: the next owner redoes these (idempotently)
-                log.info("scheduling_commit_skipped", error=repr(exc))
+        await (await self.send(self.topics.launches, execution_id.encode(), value, trace=trace))
 
 
 async def run_scheduling(

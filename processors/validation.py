@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import Any
 
-import faust
 import structlog
+from aiokafka import ConsumerRecord
 from msgspec import structs
 
-from processors.edges import Edges, bound, now_ms
+from processors.batches import BatchProcessor
+from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.policy import Policy
 from processors.rules import Rejection, validate
-from streams.app import raw_topic
+from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionRequest
 from streams.settings import Settings
 from streams.states import State
+from streams.topics import Topics
 from streams.tracing import Tracer, resolve
 
 log = structlog.get_logger()
 # Rejections by the static policy (as opposed to a malformed request): security events.
-# Requests in flight at once (each waits for its transitions to reach the broker).
-VALIDATION_CONCURRENCY = 8
 POLICY_CODES = frozenset({"banned_import", "network_not_allowed", "limit_above_maximum"})
 
 
@@ -59,8 +60,82 @@ def request_events(
     return [requested, second]
 
 
-def install(
-    app: faust.App,
+async def read_seen(settings: Settings, partitions: Iterable[int]) -> set[str]:
+    """Every execution id with a marker on the given partitions of the seen-ids topic."""
+    topic = Topics(settings.topic_prefix).validation_seen
+    return {r.key.decode() for r in await kafka.read_to_end(settings, topic, sorted(partitions)) if r.key}
+
+
+class Validation(BatchProcessor):
+    """sandbox.requests → REQUESTED, then VALIDATED or REJECTED; each execution id once.
+
+    An id is marked on the compacted seen-ids topic only once its transitions are on the broker,
+    and the marks of the assigned partitions are read back whenever the assignment changes.
+    """
+
+    stage = "validation"
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        languages: Collection[str],
+        *,
+        metrics: ProcessorMetrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
+        super().__init__(settings, [Topics(settings.topic_prefix).requests], metrics=metrics, tracer=tracer)
+        self.policy = policy
+        self.languages = languages
+        self.seen: set[str] = set()
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.seen = await read_seen(self.settings, partitions)
+        log.info("validation_assigned", partitions=sorted(partitions), seen=len(self.seen))
+
+    async def after_batch(self) -> None:
+        """Validation has no timers."""
+        return None
+
+    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        raw = record.value or b""
+        try:
+            request = ExecutionRequest.decode(raw)
+        except CodecError as exc:
+            await self.dead_letter(record, f"{type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:
+            await self.dead_letter(record, f"invalid ExecutionRequest: {exc}")
+            return
+        if request.id in self.seen:
+            return  # idempotency: this id already ran or runs
+        self.seen.add(request.id)
+        parent = resolve(record.headers, request.trace_id)
+        with (
+            self.tracer.span(self.stage, parent, execution_id=request.id) as trace,
+            bound(request.id, request.tenant, trace),
+        ):
+            started = time.perf_counter()
+            at = now_ms()
+            if not request.created_at_ms or request.trace_id != trace.trace_id:
+                request = structs.replace(request, created_at_ms=request.created_at_ms or at, trace_id=trace.trace_id)
+            verdict = validate(request, self.policy, self.languages)
+            if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
+                log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
+            sent = []
+            for event in request_events(raw, request, verdict, at):
+                sent.append(await self.send(self.topics.events, event.key, event.encode(), trace=trace))
+                log_transition(self.stage, event)
+            # The mark goes out once both transitions are on the broker: a mark means they are there.
+            self.track(asyncio.ensure_future(self._mark_seen(request.id, sent)))
+            self.metrics.on_validation(time.perf_counter() - started)
+
+    async def _mark_seen(self, execution_id: str, transitions: list[asyncio.Future[Any]]) -> None:
+        await asyncio.gather(*transitions)
+        await (await self.send(self.topics.validation_seen, execution_id.encode(), b"1"))
+
+
+async def run_validation(
     settings: Settings,
     policy: Policy,
     languages: Collection[str],
@@ -68,50 +143,4 @@ def install(
     metrics: ProcessorMetrics | None = None,
     tracer: Tracer | None = None,
 ) -> None:
-    edges = Edges(app, settings, "validation", metrics, tracer)
-    requests = raw_topic(app, edges.names.requests)
-    # Execution ids seen, so that a repeated id produces no second run.
-    seen = app.Table("seen-ids", key_type=str, value_type=bytes, use_partitioner=True, partitions=settings.partitions)
-    in_flight: set[str] = set()
-
-    # Several copies of the agent share the topic's messages, so that one request's wait for the
-    # broker to have its two transitions does not hold up the next request (acks are per message;
-    # faust commits an offset only once every message before it is acknowledged).
-    @app.agent(requests, name="validate", concurrency=VALIDATION_CONCURRENCY)
-    async def validate_requests(stream: faust.StreamT[bytes]) -> None:
-        async for message in stream.events():
-            raw = message.value
-            try:
-                request = ExecutionRequest.decode(raw)
-            except CodecError as exc:
-                await edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
-                continue
-            except Exception as exc:
-                await edges.dead_letter(message.message, f"invalid ExecutionRequest: {exc}")
-                continue
-            if request.id in seen or request.id in in_flight:
-                continue  # idempotency: this id already ran or runs
-            parent = resolve(message.headers, request.trace_id)
-            span = edges.tracer.span("validation", parent, execution_id=request.id)
-            with span as trace, bound(request.id, request.tenant, trace):
-                started = time.perf_counter()
-                at = now_ms()
-                if not request.created_at_ms or request.trace_id != trace.trace_id:
-                    request = structs.replace(
-                        request, created_at_ms=request.created_at_ms or at, trace_id=trace.trace_id
-                    )
-                verdict = validate(request, policy, languages)
-                if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
-                    log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
-                # In flight before the first await, so that a duplicate handled meanwhile by another
-                # copy of this agent is skipped; seen only once the broker has the transitions.
-                in_flight.add(request.id)
-                try:
-                    # Both transitions in one batch, then one wait for the broker to have both.
-                    events = request_events(raw, request, verdict, at)
-                    sent = [await edges.emit(event, trace=trace) for event in events]
-                    await asyncio.gather(*sent)
-                    seen[request.id] = b"1"
-                finally:
-                    in_flight.discard(request.id)
-                edges.metrics.on_validation(time.perf_counter() - started)
+    await Validation(settings, policy, languages, metrics=metrics, tracer=tracer).run()

@@ -55,6 +55,10 @@ LEASES = TopicSpec(
 SCHEDULER_QUEUE = TopicSpec(
     "aevatar-scheduling-queue-changelog", key="execution id", record="scheduler queue Entry (msgpack)", compact=True
 )
+# The execution ids validation has taken, so that a repeated id runs once; read back on assignment.
+VALIDATION_SEEN = TopicSpec(
+    "aevatar-validation-seen-ids-changelog", key="execution id", record="b'1' (a marker)", compact=True
+)
 WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
 
 CATALOG: tuple[TopicSpec, ...] = (
@@ -68,6 +72,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     WEBHOOKS,
     LEASES,
     SCHEDULER_QUEUE,
+    VALIDATION_SEEN,
 )
 
 
@@ -86,6 +91,7 @@ class Topics:
         self.webhooks = WEBHOOKS.name(prefix)
         self.leases = LEASES.name(prefix)
         self.scheduler_queue = SCHEDULER_QUEUE.name(prefix)
+        self.validation_seen = VALIDATION_SEEN.name(prefix)
 
 
 @dataclass(frozen=True, slots=True)
