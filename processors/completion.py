@@ -54,7 +54,9 @@ class Completion:
         self._last_commit = time.monotonic()
 
     async def run(self) -> None:
-        consumer = kafka.consumer(self.settings, group_id=self.group_id)
+        # sandbox.events is never written in a transaction: read as written (a read_committed long
+        # poll was seen answering ~350 ms late when records landed during it; see streams/kafka.py).
+        consumer = kafka.consumer(self.settings, group_id=self.group_id, transactional_input=False)
         consumer.subscribe([self.topics.events])
         # A stable transactional id per worker identity: starting the producer fences the zombie of
         # this worker and settles its last transaction (committed or aborted) before anything is read,

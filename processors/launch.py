@@ -11,27 +11,32 @@ import asyncio
 import contextlib
 import functools
 import signal
+import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Iterable
 
-import faust
 import structlog
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from msgspec import structs
 
-from processors.edges import Edges, bound, now_ms
+from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
+from processors.offsets import OffsetTracker
 from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
 from streams import kafka
-from streams.app import raw_topic
 from streams.codec import CodecError
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest, LogChunk, RunOutcome
 from streams.settings import Settings
 from streams.states import State
+from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
+STAGE = "launch"
+# How long partitions being taken away wait for their starting launches to start (then commit).
+REVOKE_GRACE_S = 5.0
 # How far back a starting executor looks for cancellations of runs it may be handed.
 CANCEL_LOOKBACK_MS = 15 * 60 * 1000
 
@@ -103,9 +108,24 @@ def security_events(outcome: Outcome) -> list[tuple[str, dict[str, object]]]:
 
 
 class Executor:
+    """Takes launches from its consumer group as slots free up, and runs them side by side.
+
+    A launch's offset may commit only once its STARTED is on the events topic (or it ended before
+    that): from then on the run is covered by its lease, not by redelivery, so a run whose executor
+    dies is retried by the scheduler when the lease expires. Owned launches are committed at once,
+    one commit at a time, and launches owned during one commit share the next; an offset never
+    commits ahead of a launch that has not started (`OffsetTracker`). When partitions are taken
+    away, the launches of theirs that are starting get a moment to start, and their offsets commit
+    before the next owner reads them.
+
+    It was a faust agent; it is a plain aiokafka loop like validation and scheduling
+    (processors/batches.py says why).
+    """
+
+    stage = STAGE
+
     def __init__(
         self,
-        app: faust.App,
         settings: Settings,
         backend: Backend,
         slots: int,
@@ -113,11 +133,13 @@ class Executor:
         metrics: ProcessorMetrics | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self.app = app
         self.settings = settings
         self.backend = backend
-        self.slots = slots
-        self.edges = Edges(app, settings, "launch", metrics, tracer)
+        self.slots = max(1, slots)
+        self.metrics = metrics or ProcessorMetrics()
+        self.tracer = tracer or Tracer("aevatar-launch")
+        self.topics = Topics(settings.topic_prefix)
+        self.group_id = f"{settings.topic_prefix}aevatar-{STAGE}"
         self.cancelled = RecentIds()
         self.running: set[str] = set()
         # Executions whose launch this process has taken and not finished (running or about to).
@@ -127,88 +149,153 @@ class Executor:
         # it is empty on purpose: the run the dead process held is lost and may run again.
         self.launched = RecentIds()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._free = self.slots
+        self._slot_free = asyncio.Event()
+        self._slot_free.set()
         self._commit_wanted = asyncio.Event()
-        app.agent(raw_topic(app, self.edges.names.launches), name="launch")(self._agent)
-        app.task(self._watch_cancellations)
-        app.task(self._commit_owned)
+        self._committed: dict[TopicPartition, int] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
 
-    async def _agent(self, stream: faust.StreamT[bytes]) -> None:
-        """Take each launch as soon as a slot is free; run them side by side.
+    async def run(self) -> None:
+        self._producer = kafka.producer(self.settings)
+        # Only the scheduler writes launches, never in a transaction: read as written (a read_committed
+        # long poll was seen answering ~350 ms late when a launch landed during it; streams/kafka.py).
+        self._consumer = consumer = kafka.consumer(self.settings, group_id=self.group_id, transactional_input=False)
+        consumer.subscribe([self.topics.launches], listener=_Revocations(self))
+        await self._producer.start()
+        await consumer.start()
+        helpers = [
+            asyncio.create_task(self._watch_cancellations()),
+            asyncio.create_task(self._commit_loop()),
+        ]
+        try:
+            while True:
+                await self._slot_free.wait()
+                batch = await consumer.getmany(timeout_ms=500, max_records=self._free)
+                for task in helpers:
+                    if task.done():
+                        task.result()
+                for tp, records in batch.items():
+                    for record in records:
+                        await self._take(tp, record)
+        finally:
+            for task in helpers:
+                task.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            for task in [*helpers, *self._tasks]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await consumer.stop()
+            await self._producer.stop()
 
-        A launch is acknowledged (so its offset can commit) only once its STARTED is on the events
-        topic: from then on the run is covered by its lease, not by redelivery. Its offset is then
-        committed at once rather than at the next commit interval (a rebalance in between would hand
-        the started launch to another executor); launches that start during one commit share the
-        next. The agent does not wait for a STARTED before it takes the next launch: faust commits
-        acknowledged offsets only up to the first unacknowledged one, so an offset never commits
-        ahead of a launch that has not started.
-        """
-        slots = asyncio.Semaphore(self.slots)
-        # A stream without automatic acks (StreamT does not declare noack; the Stream it is does).
-        manual = cast("faust.Stream[bytes]", stream).noack()
-        async for message in manual.events():
-            try:
-                scheduled = ExecutionEvent.decode(message.value)
-                request = scheduled.decoded_request()
-                if scheduled.state is not State.SCHEDULED or request is None:
-                    raise ValueError(f"a launch must be a SCHEDULED event with its request, got {scheduled.state}")
-            except (CodecError, ValueError) as exc:
-                await self.edges.dead_letter(message.message, f"{type(exc).__name__}: {exc}")
-                message.ack()
-                continue
-            key = f"{scheduled.execution_id}:{scheduled.seq}"
-            if key in self.launched:
-                message.ack()
-                continue
-            if scheduled.execution_id in self.taken:
+    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            scheduled = ExecutionEvent.decode(record.value or b"")
+            request = scheduled.decoded_request()
+            if scheduled.state is not State.SCHEDULED or request is None:
+                raise ValueError(f"a launch must be a SCHEDULED event with its request, got {scheduled.state}")
+        except (CodecError, ValueError) as exc:
+            await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
+            self._offsets.skip(tp, record.offset)
+            self._commit_wanted.set()
+            return
+        key = f"{scheduled.execution_id}:{scheduled.seq}"
+        if key in self.launched or scheduled.execution_id in self.taken:
+            if scheduled.execution_id in self.taken and key not in self.launched:
                 # Another attempt of this execution runs here already (a redelivered launch after a
                 # restart, raced by the retry of its expired lease): never two at once; its end ends both.
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
-                message.ack()
-                continue
-            self.launched.add(key)
-            self.taken.add(scheduled.execution_id)
-            await slots.acquire()
-            parent = resolve(message.headers, request.trace_id)
-            task = asyncio.create_task(
-                self._launch_traced(scheduled, request, parent, functools.partial(self._owned, message), slots)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    def _owned(self, message: faust.types.EventT[bytes]) -> None:
-        """This executor owns the launch (its STARTED is durable, or it ended before): commit it soon."""
-        if message.ack():
+            self._offsets.skip(tp, record.offset)
             self._commit_wanted.set()
+            return
+        self.launched.add(key)
+        self.taken.add(scheduled.execution_id)
+        self._offsets.take(tp, record.offset)
+        self._free -= 1
+        if self._free == 0:
+            self._slot_free.clear()
+        parent = resolve(record.headers, request.trace_id)
+        owned = functools.partial(self._owned, tp, record.offset)
+        task = asyncio.create_task(self._launch_traced(scheduled, request, parent, owned))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _commit_owned(self) -> None:
-        """Commit acknowledged launches as they come, one commit at a time (a faust app task)."""
+    def _owned(self, tp: TopicPartition, offset: int) -> None:
+        """This executor owns the launch (its STARTED is durable, or it ended before): commit it soon."""
+        self._offsets.done(tp, offset)
+        self._commit_wanted.set()
+
+    async def _commit_loop(self) -> None:
+        """Commit what is owned, one commit at a time (launches owned meanwhile share the next)."""
         while True:
             await self._commit_wanted.wait()
             self._commit_wanted.clear()
-            try:
-                await self.app.consumer.commit()
-            except Exception:  # a rebalance: the commit interval or the next owner's lease takes over
-                log.exception("launch_commit_failed")
+            await self._commit_owned()
+
+    async def _commit_owned(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        assert self._consumer is not None
+        wanted: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp in partitions if partitions is not None else self._consumer.assignment():
+            offset = self._offsets.committable(tp)
+            if offset is not None and offset != self._committed.get(tp):
+                wanted[tp] = OffsetAndMetadata(offset, "")
+        if not wanted:
+            return
+        try:
+            await self._consumer.commit(wanted)
+        except KafkaError as exc:  # a rebalance under way; what is owned commits on revocation or later
+            log.info("launch_commit_skipped", error=repr(exc))
+            return
+        self._committed.update({tp: o.offset for tp, o in wanted.items()})
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions go to another executor: let their starting launches start, then commit them."""
+        deadline = time.monotonic() + REVOKE_GRACE_S
+        while any(self._offsets.pending(tp) for tp in revoked) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self._commit_owned(revoked)
+        for tp in revoked:
+            self._offsets.forget(tp)
+            self._committed.pop(tp, None)
 
     async def _launch_traced(
-        self,
-        scheduled: ExecutionEvent,
-        request: ExecutionRequest,
-        parent: TraceContext,
-        owned: Callable[[], None],
-        slots: asyncio.Semaphore,
+        self, scheduled: ExecutionEvent, request: ExecutionRequest, parent: TraceContext, owned: Callable[[], None]
     ) -> None:
+        once = _Once(owned)
         try:
-            span = self.edges.tracer.span("launch", parent, execution_id=scheduled.execution_id)
+            span = self.tracer.span(STAGE, parent, execution_id=scheduled.execution_id)
             with span as trace, bound(scheduled.execution_id, scheduled.tenant, trace):
-                await self.launch(scheduled, request, trace, owned)
+                await self.launch(scheduled, request, trace, once)
         except Exception:
             log.exception("launch_failed", id=scheduled.execution_id)
         finally:
-            owned()
+            once()
             self.taken.discard(scheduled.execution_id)
-            slots.release()
+            self._free += 1
+            self._slot_free.set()
+
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, trace: TraceContext | None = None, *, wait: bool = False
+    ) -> None:
+        assert self._producer is not None
+        headers = trace.headers() if trace is not None else None
+        delivered = await self._producer.send(topic, value, key=key, headers=headers)
+        if wait:
+            await delivered
+
+    async def _emit(self, event: ExecutionEvent, trace: TraceContext | None, *, wait: bool = False) -> None:
+        await self._send(self.topics.events, event.key, event.encode(), trace, wait=wait)
+        log_transition(STAGE, event)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        headers = kafka.deadletter_headers(record, reason, STAGE)
+        assert self._producer is not None
+        await (await self._producer.send(self.topics.deadletter, record.value or b"", key=record.key, headers=headers))
+        self.metrics.on_dead_letter(STAGE)
+        log.warning("dead_letter", stage=STAGE, topic=record.topic, offset=record.offset, reason=reason)
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
         return ExecutionEvent(
@@ -233,9 +320,9 @@ class Executor:
     ) -> None:
         execution_id = scheduled.execution_id
         if execution_id in self.cancelled:
-            await self.edges.emit(
+            await self._emit(
                 self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started"),
-                trace=trace,
+                trace,
             )
             return
         started_at = now_ms()
@@ -243,12 +330,12 @@ class Executor:
         started = self._event(
             scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
         )
-        await self.edges.emit(started, trace=trace, wait=True)
+        await self._emit(started, trace, wait=True)
         if owned is not None:
             owned()
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
-        self.edges.metrics.executor_runs.inc()
+        self.metrics.executor_runs.inc()
         try:
             outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled, trace))
         except Exception as exc:
@@ -269,11 +356,11 @@ class Executor:
             )
         finally:
             self.running.discard(execution_id)
-            self.edges.metrics.executor_runs.dec()
+            self.metrics.executor_runs.dec()
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-        await self.edges.emit(terminal, trace=trace, wait=True)
+        await self._emit(terminal, trace, wait=True)
 
     def _log_sink(self, scheduled: ExecutionEvent, trace: TraceContext | None):  # type: ignore[no-untyped-def]
         async def sink(chunk: OutputChunk) -> None:
@@ -285,7 +372,7 @@ class Executor:
                 data=chunk.data,
                 at_ms=now_ms(),
             )
-            await self.edges.send(self.edges.logs, scheduled.execution_id, record.encode(), trace=trace)
+            await self._send(self.topics.logs, scheduled.execution_id.encode(), record.encode(), trace)
 
         return sink
 
@@ -295,14 +382,14 @@ class Executor:
             await asyncio.sleep(interval_s)
             at = now_ms()
             renewed = structs.replace(started, at_ms=at, lease_until_ms=at + self.settings.lease_ms)
-            await self.edges.send(self.edges.leases, started.execution_id, renewed.encode())
+            await self._send(self.topics.leases, started.execution_id.encode(), renewed.encode())
 
     async def _watch_cancellations(self) -> None:
         """Every executor reads every cancellation (no consumer group), from a little while back."""
         consumer = kafka.consumer(self.settings, group_id=None)
         await consumer.start()
         try:
-            topic = self.edges.names.cancellations
+            topic = self.topics.cancellations
             parts = [TopicPartition(topic, p) for p in await kafka.partitions_of(consumer, topic)]
             consumer.assign(parts)
             since = await consumer.offsets_for_times({tp: now_ms() - CANCEL_LOOKBACK_MS for tp in parts})
@@ -325,13 +412,35 @@ class Executor:
             await consumer.stop()
 
 
-def install(
-    app: faust.App,
+class _Once:
+    """Calls its function the first time it is called, and never again."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.executor.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("launch_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+
+async def run_launch(
     settings: Settings,
     backend: Backend,
     slots: int,
     *,
     metrics: ProcessorMetrics | None = None,
     tracer: Tracer | None = None,
-) -> Executor:
-    return Executor(app, settings, backend, slots, metrics=metrics, tracer=tracer)
+) -> None:
+    await Executor(settings, backend, slots, metrics=metrics, tracer=tracer).run()

@@ -8,7 +8,6 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-import faust
 import structlog
 
 from processors import completion, launch, scheduling, validation
@@ -18,7 +17,6 @@ from runtime.types import Backend
 
 if TYPE_CHECKING:
     from runtime.local import LocalBackend
-from streams.app import make_app
 from streams.settings import Settings
 from streams.topics import create_topics
 from streams.tracing import Tracer
@@ -102,13 +100,15 @@ async def run_roles(
     roles_ready = asyncio.Event()
     metrics = metrics or ProcessorMetrics()
     tracer = Tracer("aevatar-processors", settings.otlp_endpoint)
-    apps: list[faust.App] = []
+    jobs: list[Callable[[], Awaitable[None]]] = list(also)
     if "launch" in roles:
         backend = backend or await make_backend(settings)
-        app = make_app(settings, "launch")
-        launch.install(app, settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
-        apps.append(app)
-    jobs: list[Callable[[], Awaitable[None]]] = list(also)
+        executor_backend = backend
+        jobs.append(
+            lambda: launch.run_launch(
+                settings, executor_backend, settings.executor_slots, metrics=metrics, tracer=tracer
+            )
+        )
     if "validation" in roles:
         languages = known_languages()
         jobs.append(lambda: validation.run_validation(settings, policy, languages, metrics=metrics, tracer=tracer))
@@ -126,11 +126,7 @@ async def run_roles(
         )
         jobs.append(LagSampler(settings, consumed_topics(settings, roles), metrics).run)
     tasks = [asyncio.create_task(_named(job)) for job in jobs]
-    started: list[faust.App] = []
     try:
-        for app in apps:
-            await app.start()
-            started.append(app)
         roles_ready.set()
         log.info("roles_started", roles=list(roles), prefix=settings.topic_prefix)
         if on_ready is not None:
@@ -147,9 +143,6 @@ async def run_roles(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for app in reversed(started):
-            with contextlib.suppress(Exception):
-                await app.stop()
         if backend is not None:
             await backend.close()
         tracer.shutdown()

@@ -251,17 +251,21 @@ async def test_crash_kill_9_with_200_in_flight(settings: Settings, start_worker:
         for r in requests:
             await client.submit(r)
 
+        runs_dir = f"{PIPELINE_ENV['AEVATAR_SANDBOX_STATE_DIR']}/63000/runs"
+
         async def some_done() -> bool:
             return len(await results_by_id(settings)) >= 20
 
         await eventually(some_done, 120, 0.2)
+        # The kill lands while programs are in their sandboxes (not in the moment between two runs).
+        await eventually(lambda: bool(os.path.isdir(runs_dir) and os.listdir(runs_dir)), 30, 0.005)
         first.kill()
         done_at_crash = len(await results_by_id(settings))
         assert done_at_crash < 200, "the crash came too late to test anything"
         # The killed executor's programs died with it (parent-death signal): no user code runs on.
         await eventually(lambda: not _user_code_processes(63000, 4), 10, 0.1)
         leftovers = _uid_processes(63000, 4)  # idle or zombie sandbox inits, swept by the restart
-        assert os.listdir(f"{PIPELINE_ENV['AEVATAR_SANDBOX_STATE_DIR']}/63000/runs"), "nothing to sweep"
+        assert os.listdir(runs_dir), "nothing to sweep"
         start_worker(settings, "all", env=worker_env)
         results = await asyncio.gather(*(client.result(r.id, 240) for r in requests))
     for i, result in enumerate(results):
@@ -283,7 +287,7 @@ async def test_two_launch_workers_share_the_load(settings: Settings, start_worke
         start_worker(settings, "launch", env=env(executor_slots="4", sandbox_uid_base="63100")),
     ]
     # Both executors in the group before the load: a rebalance moves only launches not yet started.
-    await eventually(lambda: all('"roles_started"' in w.log() for w in launchers), 60, 0.2)
+    await eventually(lambda: all('"launch_assigned"' in w.log() for w in launchers), 60, 0.2)
     requests = [new_request("python", f"print({i})") for i in range(100)]
     async with SandboxClient(settings) as client:
         for r in requests:
