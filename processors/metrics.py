@@ -146,7 +146,7 @@ class SchedulerCollector(Collector):
 
 
 def consumed_topics(settings: Settings, roles: Sequence[str]) -> dict[str, list[str]]:
-    """The consumer group of each role and the topics it consumes (faust's group id is its app id)."""
+    """The consumer group of each role and the topics it consumes (group id: <prefix>aevatar-<role>)."""
     names = Topics(settings.topic_prefix)
     inputs = {
         "validation": [names.requests],

@@ -1,6 +1,6 @@
 """The scheduling policy: pure. Capacity, per-tenant quotas, priority with FIFO, leases.
 
-The scheduling processor feeds it events and persists its entries in a faust table;
+The scheduling processor feeds it events and persists its entries on a compacted topic;
 what it returns is what to emit. It never does I/O itself.
 """
 

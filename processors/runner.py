@@ -1,4 +1,4 @@
-"""Runs processor roles in one process: launch as a faust App; validation, scheduling, completion as loops."""
+"""Runs processor roles in one process, each role its own consumer-group loop (processors/batches.py)."""
 
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, 
 
 
 async def delete_prefixed_topics(settings: Settings) -> list[str]:
-    """Delete every topic whose name starts with the settings' prefix (the catalog's and faust's changelogs).
+    """Delete every topic whose name starts with the settings' prefix (the whole catalog, and whatever else carries it).
 
     For tests and benchmarks that each own a prefix; refuses an empty prefix.
     """

@@ -77,7 +77,7 @@ class TraceContext:
 
 
 def from_headers(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None) -> TraceContext | None:
-    """The context in a record's `traceparent` header (faust gives a mapping, aiokafka a sequence)."""
+    """The context in a record's `traceparent` header (a mapping or aiokafka's sequence)."""
     if not headers:
         return None
     pairs = headers.items() if isinstance(headers, Mapping) else headers

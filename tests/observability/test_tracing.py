@@ -26,7 +26,7 @@ def test_traceparent_round_trips_and_malformed_ones_are_refused() -> None:
 def test_headers_carry_the_context_and_resolve_prefers_the_records_trace_id() -> None:
     ctx = TraceContext.new()
     assert from_headers(ctx.headers()) == ctx
-    assert from_headers(dict(ctx.headers())) == ctx  # faust hands headers over as a mapping
+    assert from_headers(dict(ctx.headers())) == ctx  # some clients hand headers over as a mapping
     assert from_headers(None) is None and from_headers([("other", b"x")]) is None
     assert resolve(ctx.headers(), ctx.trace_id) == ctx
     assert resolve(ctx.headers(), None) == ctx
