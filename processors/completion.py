@@ -177,9 +177,3 @@ class Completion:
             self.metrics.completion_commits.labels("plain").inc()
         except KafkaError as exc:  # a rebalance: the next owner re-reads events that produce nothing
             log.info("completion_plain_commit_skipped", error=repr(exc))
-
-
-async def run_completion(
-    settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
-) -> None:
-    await Completion(settings, metrics=metrics, tracer=tracer).run()

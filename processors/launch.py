@@ -433,14 +433,3 @@ class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         log.info("launch_assigned", partitions=sorted(tp.partition for tp in assigned))
-
-
-async def run_launch(
-    settings: Settings,
-    backend: Backend,
-    slots: int,
-    *,
-    metrics: ProcessorMetrics | None = None,
-    tracer: Tracer | None = None,
-) -> None:
-    await Executor(settings, backend, slots, metrics=metrics, tracer=tracer).run()

@@ -103,19 +103,14 @@ async def run_roles(
     jobs: list[Callable[[], Awaitable[None]]] = list(also)
     if "launch" in roles:
         backend = backend or await make_backend(settings)
-        executor_backend = backend
-        jobs.append(
-            lambda: launch.run_launch(
-                settings, executor_backend, settings.executor_slots, metrics=metrics, tracer=tracer
-            )
-        )
+        executor = launch.Executor(settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
+        jobs.append(executor.run)
     if "validation" in roles:
-        languages = known_languages()
-        jobs.append(lambda: validation.run_validation(settings, policy, languages, metrics=metrics, tracer=tracer))
+        jobs.append(validation.Validation(settings, policy, known_languages(), metrics=metrics, tracer=tracer).run)
     if "scheduling" in roles:
-        jobs.append(lambda: scheduling.run_scheduling(settings, metrics=metrics, tracer=tracer))
+        jobs.append(scheduling.Scheduling(settings, metrics=metrics, tracer=tracer).run)
     if "completion" in roles:
-        jobs.append(lambda: completion.run_completion(settings, metrics=metrics, tracer=tracer))
+        jobs.append(completion.Completion(settings, metrics=metrics, tracer=tracer).run)
     if settings.metrics_port:
         from runtime.metrics import REGISTRY as RUNTIME_REGISTRY
 

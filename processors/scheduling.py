@@ -191,9 +191,3 @@ class Scheduling(BatchProcessor):
     ) -> None:
         await scheduled
         await (await self.send(self.topics.launches, execution_id.encode(), value, trace=trace))
-
-
-async def run_scheduling(
-    settings: Settings, *, metrics: ProcessorMetrics | None = None, tracer: Tracer | None = None
-) -> None:
-    await Scheduling(settings, metrics=metrics, tracer=tracer).run()

@@ -133,14 +133,3 @@ class Validation(BatchProcessor):
     async def _mark_seen(self, execution_id: str, transitions: list[asyncio.Future[Any]]) -> None:
         await asyncio.gather(*transitions)
         await (await self.send(self.topics.validation_seen, execution_id.encode(), b"1"))
-
-
-async def run_validation(
-    settings: Settings,
-    policy: Policy,
-    languages: Collection[str],
-    *,
-    metrics: ProcessorMetrics | None = None,
-    tracer: Tracer | None = None,
-) -> None:
-    await Validation(settings, policy, languages, metrics=metrics, tracer=tracer).run()
