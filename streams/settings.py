@@ -76,8 +76,11 @@ class Settings:
     # answered only when this runs out (aiokafka's default is 500 ms), and later requests on the same
     # connection queue behind it. Lower costs idle fetches; see streams.kafka.consumer.
     kafka_fetch_max_wait_ms: int = 20
-    # How long our aiokafka producers (gateway, completion, client helper) hold a batch open for more.
-    kafka_linger_ms: int = 2
+    # How long every producer of ours (each processor, the gateway, the client helper) holds a batch
+    # open for more. 0: a record goes out at once, and records sent while a request is in flight
+    # still share the next one. Measured (bench/README.md): 0 vs 2 ms, sequential p50 -8 ms, a burst
+    # of 600 -7% results/s; 60 s at the target rate kept up with both.
+    kafka_linger_ms: int = 0
     # Observability.
     metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
     metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container
