@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -135,13 +136,41 @@ class LiveView:
 
     # -- the consumer ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """Rebuild from the beginning, set `ready`, then follow both topics until cancelled."""
-        consumer = kafka.consumer(self.settings, self.topics.events, self.topics.results, group_id=None)
+        """Rebuild from the beginning, set `ready`, then follow both topics until cancelled.
+
+        Two consumers: sandbox.events is never written in a transaction and is read as written
+        (a read_committed long poll was seen answering ~350 ms after a record landed, and the
+        waiters of `?wait=true` wake on the terminal event); sandbox.results is read_committed.
+        """
+        events = kafka.consumer(self.settings, self.topics.events, group_id=None, transactional_input=False)
+        results = kafka.consumer(self.settings, self.topics.results, group_id=None)
+        caught_up = [asyncio.Event(), asyncio.Event()]
+        followers = [
+            asyncio.create_task(self._follow(consumer, done))
+            for consumer, done in zip((events, results), caught_up, strict=True)
+        ]
+        rebuilt: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in caught_up)))
+        try:
+            await asyncio.wait([rebuilt, *followers], return_when=asyncio.FIRST_COMPLETED)
+            for task in followers:
+                if task.done():
+                    task.result()  # a follower failed before the view was rebuilt
+            self.ready.set()
+            self._log.info("view rebuilt", executions=len(self.view))
+            await asyncio.gather(*followers)
+        finally:
+            every: list[asyncio.Future[Any]] = [rebuilt, *followers]
+            for future in every:
+                future.cancel()
+            for future in every:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await future
+
+    async def _follow(self, consumer: AIOKafkaConsumer, caught_up: asyncio.Event) -> None:
         try:
             await consumer.start()
             await self._catch_up(consumer)
-            self.ready.set()
-            self._log.info("view rebuilt", executions=len(self.view))
+            caught_up.set()
             while True:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=500)
                 for records in batch.values():
