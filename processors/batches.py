@@ -38,6 +38,22 @@ MAX_BATCH_RECORDS = 500
 IDLE_POLL_MS = 500  # how long a poll waits for records before the loop comes round anyway
 
 
+async def park(
+    producer: AIOKafkaProducer,
+    deadletter: str,
+    record: ConsumerRecord[bytes, bytes],
+    reason: str,
+    stage: str,
+    metrics: ProcessorMetrics,
+) -> None:
+    """Park a poison record on the dead-letter topic with its original bytes and key; the reason and
+    its origin travel in headers. Returns once the broker has it."""
+    headers = kafka.deadletter_headers(record, reason, stage)
+    await (await producer.send(deadletter, record.value or b"", key=record.key, headers=headers))
+    metrics.on_dead_letter(stage)
+    log.warning("dead_letter", stage=stage, topic=record.topic, offset=record.offset, reason=reason)
+
+
 class BatchProcessor(abc.ABC):
     """A consumer group's loop: `on_assigned`, then `handle` for each record, then `after_batch`."""
 
@@ -155,11 +171,8 @@ class BatchProcessor(abc.ABC):
             return None
 
     async def dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        """Park a poison record with its original bytes; the reason and origin travel in headers."""
-        headers = kafka.deadletter_headers(record, reason, self.stage)
-        await (await self.send(self.topics.deadletter, record.key or b"", record.value or b"", headers=headers))
-        self.metrics.on_dead_letter(self.stage)
-        log.warning("dead_letter", stage=self.stage, topic=record.topic, offset=record.offset, reason=reason)
+        assert self._producer is not None
+        await park(self._producer, self.topics.deadletter, record, reason, self.stage, self.metrics)
 
     # -- committing -----------------------------------------------------------------------------
     async def _commit_loop(self, consumer: AIOKafkaConsumer) -> None:

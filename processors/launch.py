@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 from msgspec import structs
 
+from processors.batches import park
 from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.offsets import OffsetTracker
@@ -198,7 +199,10 @@ class Executor:
             if scheduled.state is not State.SCHEDULED or request is None:
                 raise ValueError(f"a launch must be a SCHEDULED event with its request, got {scheduled.state}")
         except (CodecError, ValueError) as exc:
-            await self._dead_letter(record, f"{type(exc).__name__}: {exc}")
+            assert self._producer is not None
+            await park(
+                self._producer, self.topics.deadletter, record, f"{type(exc).__name__}: {exc}", STAGE, self.metrics
+            )
             self._offsets.skip(tp, record.offset)
             self._commit_wanted.set()
             return
@@ -289,13 +293,6 @@ class Executor:
     async def _emit(self, event: ExecutionEvent, trace: TraceContext | None, *, wait: bool = False) -> None:
         await self._send(self.topics.events, event.key, event.encode(), trace, wait=wait)
         log_transition(STAGE, event)
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        headers = kafka.deadletter_headers(record, reason, STAGE)
-        assert self._producer is not None
-        await (await self._producer.send(self.topics.deadletter, record.value or b"", key=record.key, headers=headers))
-        self.metrics.on_dead_letter(STAGE)
-        log.warning("dead_letter", stage=STAGE, topic=record.topic, offset=record.offset, reason=reason)
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
         return ExecutionEvent(

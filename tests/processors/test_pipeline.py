@@ -121,7 +121,7 @@ async def test_garbage_goes_to_deadletter_and_pipeline_flows(settings: Settings,
     assert all(dict(r.headers)["x-aevatar-source-topic"] == topics.requests.encode() for r in dead)
 
 
-async def test_garbage_on_the_schedulers_topics_is_dead_lettered_and_scheduling_flows(
+async def test_garbage_on_the_schedulers_and_executors_topics_is_dead_lettered_and_runs_flow(
     settings: Settings, start_worker: Any
 ) -> None:
     start_worker(settings, "all", env=env())
@@ -129,7 +129,7 @@ async def test_garbage_on_the_schedulers_topics_is_dead_lettered_and_scheduling_
     producer = kafka.producer(settings)
     await producer.start()
     try:
-        for topic in (topics.events, topics.cancellations, topics.leases):
+        for topic in (topics.events, topics.cancellations, topics.leases, topics.launches):
             await producer.send_and_wait(topic, b"\x00 not avro on " + topic.encode(), key=b"junk:1")
     finally:
         await producer.stop()
@@ -138,14 +138,16 @@ async def test_garbage_on_the_schedulers_topics_is_dead_lettered_and_scheduling_
     assert result.state is State.SUCCEEDED and result.stdout == b"scheduled anyway\n"
 
     async def parked() -> bool:
-        return len(await read_all(settings, topics.deadletter)) >= 4
+        return len(await read_all(settings, topics.deadletter)) >= 5
 
     await eventually(parked, 30, 0.2)
     dead = await read_all(settings, topics.deadletter)
     by_stage = sorted((dict(r.headers)["x-aevatar-stage"], dict(r.headers)["x-aevatar-source-topic"]) for r in dead)
-    # The scheduler parks one of each; the completion processor, which also reads the events, parks its own.
+    # The scheduler parks one of each of its topics, the executor the launch; the completion
+    # processor, which also reads the events, parks its own.
     assert by_stage == sorted(
         [
+            (b"launch", topics.launches.encode()),
             (b"completion", topics.events.encode()),
             (b"scheduling", topics.events.encode()),
             (b"scheduling", topics.cancellations.encode()),
