@@ -330,6 +330,13 @@ class Executor:
         await self._emit(started, trace, wait=True)
         if owned is not None:
             owned()
+        if execution_id in self.cancelled:
+            # Its cancellation came while the STARTED was on its way (the backend had no run to kill).
+            cancelled = self._event(
+                scheduled, started.seq + 1, State.CANCELLED, reason="cancelled before it ran", started_at_ms=started_at
+            )
+            await self._emit(cancelled, trace, wait=True)
+            return
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
         self.metrics.executor_runs.inc()
