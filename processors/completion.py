@@ -32,8 +32,7 @@ PLAIN_COMMIT_INTERVAL_S = 1.0
 
 async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[str]:
     """Every execution id with a committed result on the given partitions of sandbox.results."""
-    records = await kafka.read_to_end(settings, Topics(settings.topic_prefix).results, list(partitions))
-    return {r.key.decode() for r in records if r.key is not None}
+    return set(await kafka.latest_by_key(settings, Topics(settings.topic_prefix).results, partitions))
 
 
 class Completion:

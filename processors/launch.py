@@ -203,8 +203,7 @@ class Executor:
             await park(
                 self._producer, self.topics.deadletter, record, f"{type(exc).__name__}: {exc}", STAGE, self.metrics
             )
-            self._offsets.skip(tp, record.offset)
-            self._commit_wanted.set()
+            self._finished_at_once(tp, record.offset)
             return
         key = f"{scheduled.execution_id}:{scheduled.seq}"
         if key in self.launched or scheduled.execution_id in self.taken:
@@ -212,8 +211,7 @@ class Executor:
                 # Another attempt of this execution runs here already (a redelivered launch after a
                 # restart, raced by the retry of its expired lease): never two at once; its end ends both.
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
-            self._offsets.skip(tp, record.offset)
-            self._commit_wanted.set()
+            self._finished_at_once(tp, record.offset)
             return
         self.launched.add(key)
         self.taken.add(scheduled.execution_id)
@@ -226,6 +224,11 @@ class Executor:
         task = asyncio.create_task(self._launch_traced(scheduled, request, parent, owned))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _finished_at_once(self, tp: TopicPartition, offset: int) -> None:
+        """A launch done with without a run (dead-lettered or skipped): its offset may commit soon."""
+        self._offsets.skip(tp, offset)
+        self._commit_wanted.set()
 
     def _owned(self, tp: TopicPartition, offset: int) -> None:
         """This executor owns the launch (its STARTED is durable, or it ended before): commit it soon."""

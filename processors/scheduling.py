@@ -74,11 +74,8 @@ def trace_id_of(entry: Entry) -> str | None:
 
 async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[Entry]:
     """The latest entry of each execution on the given partitions of the queue topic."""
-    latest: dict[bytes, bytes | None] = {}
-    for record in await kafka.read_to_end(settings, Topics(settings.topic_prefix).scheduler_queue, sorted(partitions)):
-        if record.key is not None:
-            latest[record.key] = record.value
-    return [load_entry(value) for value in latest.values() if value]
+    latest = await kafka.latest_by_key(settings, Topics(settings.topic_prefix).scheduler_queue, partitions)
+    return [load_entry(value) for value in latest.values()]
 
 
 class Scheduling(BatchProcessor):

@@ -62,8 +62,7 @@ def request_events(
 
 async def read_seen(settings: Settings, partitions: Iterable[int]) -> set[str]:
     """Every execution id with a marker on the given partitions of the seen-ids topic."""
-    topic = Topics(settings.topic_prefix).validation_seen
-    return {r.key.decode() for r in await kafka.read_to_end(settings, topic, sorted(partitions)) if r.key}
+    return set(await kafka.latest_by_key(settings, Topics(settings.topic_prefix).validation_seen, partitions))
 
 
 class Validation(BatchProcessor):

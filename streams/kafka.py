@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -113,6 +113,15 @@ async def read_to_end(
         return out
     finally:
         await consumer_.stop()
+
+
+async def latest_by_key(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[str, bytes]:
+    """A compacted topic's current state on the given partitions: each key's last value (deleted keys left out)."""
+    latest: dict[str, bytes | None] = {}
+    for record in await read_to_end(settings, topic, sorted(partitions)):
+        if record.key is not None:
+            latest[record.key.decode()] = record.value
+    return {key: value for key, value in latest.items() if value is not None}
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
