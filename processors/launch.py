@@ -319,6 +319,11 @@ class Executor:
         owned: Callable[[], None] | None = None,
     ) -> None:
         execution_id = scheduled.execution_id
+        # The scheduler sends a launch without waiting for its SCHEDULED to be on sandbox.events: the
+        # same SCHEDULED goes again here, ahead of what follows it on the same partition, so the
+        # next transition's acknowledgement says the SCHEDULED is there too (a second copy of a
+        # transition is a duplicate every reader skips, and compaction keeps one).
+        await self._send(self.topics.events, scheduled.key, scheduled.encode(), trace)
         if execution_id in self.cancelled:
             await self._emit(
                 self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started"),

@@ -21,10 +21,8 @@ its consumer group as standbys; each would then enforce the capacity over the pa
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
-from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord
@@ -172,19 +170,14 @@ class Scheduling(BatchProcessor):
             span = self.tracer.span(STAGE, parent, execution_id=execution_id, state=event.state.value)
             with span as trace, bound(execution_id, event.tenant, trace):
                 encoded = event.encode()
-                sent = await self.send(self.topics.events, event.key, encoded, trace=trace)
+                await self.send(self.topics.events, event.key, encoded, trace=trace)
                 log_transition(STAGE, event)
                 if emit.state is State.SCHEDULED:
-                    # The SCHEDULED transition is on sandbox.events before its launch is sent; the
-                    # scheduler goes on meanwhile (one run's two round trips never hold up the next event).
-                    self.track(asyncio.ensure_future(self._launch_after(sent, execution_id, encoded, trace)))
+                    # The launch goes right behind its SCHEDULED, without waiting for the broker to
+                    # have it: the executor that takes the launch writes the same SCHEDULED again,
+                    # ahead of its STARTED, so no run starts unless its SCHEDULED is on the topic.
+                    await self.send(self.topics.launches, execution_id.encode(), encoded, trace=trace)
             if emit.entry.done or event.state.terminal:
                 self.traces.pop(execution_id, None)
             else:
                 self.traces[execution_id] = trace
-
-    async def _launch_after(
-        self, scheduled: asyncio.Future[Any], execution_id: str, value: bytes, trace: TraceContext
-    ) -> None:
-        await scheduled
-        await (await self.send(self.topics.launches, execution_id.encode(), value, trace=trace))

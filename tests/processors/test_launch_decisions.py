@@ -32,7 +32,12 @@ def _executor(backend: NoRunBackend) -> tuple[Executor, list[ExecutionEvent]]:
         if event.state is State.STARTED:
             executor.cancelled.add(event.execution_id)  # the cancellation lands while STARTED is sent
 
+    async def send(topic: str, key: bytes, value: bytes, trace: TraceContext | None = None, **_: Any) -> None:
+        assert topic == executor.topics.events
+        emitted.append(ExecutionEvent.decode(value))
+
     executor._emit = emit  # type: ignore[method-assign]
+    executor._send = send  # type: ignore[method-assign]
     return executor, emitted
 
 
@@ -47,6 +52,7 @@ async def test_a_cancel_that_lands_while_started_is_sent_ends_the_run_before_it_
 
     await executor.launch(scheduled, request, None, lambda: owned.append(True))
 
-    assert [(e.state, e.seq) for e in emitted] == [(State.STARTED, 4), (State.CANCELLED, 5)]
+    # The launch's SCHEDULED goes again ahead of the STARTED (the scheduler did not wait for its own).
+    assert [(e.state, e.seq) for e in emitted] == [(State.SCHEDULED, 3), (State.STARTED, 4), (State.CANCELLED, 5)]
     assert backend.runs == [] and owned == [True]
     assert request.id not in executor.running
