@@ -321,7 +321,8 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     services = _services(request)
-    services.metrics.view_executions.set(len(services.live.view))
+    view = services.live.view
+    services.metrics.on_view(len(view), view.output_bytes, view.evicted)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -72,4 +72,10 @@ def from_rejection(rejection: Rejection) -> ApiError:
 
 
 def not_found(execution_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no execution with id {execution_id!r}", "id")
+    return ApiError(
+        404,
+        "not_found",
+        f"no execution with id {execution_id!r} (one that finished beyond the view's retention is not "
+        "served here any more; its result stays on sandbox.results)",
+        "id",
+    )

@@ -1,22 +1,25 @@
 """The view kept live from Kafka: a consumer on sandbox.events and sandbox.results, without a group.
 
-At start it reads both compacted topics from the beginning and is `ready` once it has caught
-up with the end offsets it found, so a restarted gateway knows every old execution. Waiters
-are woken by the folds themselves: one future per waiting request, resolved when its
-execution changes. Nothing polls.
+At start it reads the last `view_retention_s` of both topics and is `ready` once it has caught
+up with the end offsets it found, so a restarted gateway knows every execution its view would
+still hold. What the view keeps of finished executions is bounded (gateway/view.py, Retention);
+it is pruned as executions finish and every PRUNE_INTERVAL_S. Waiters are woken by the folds
+themselves: one future per waiting request, resolved with the execution's record when it
+changes (so a waiter has its record even if the view drops it right after). Nothing polls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from gateway.audit import logger
-from gateway.view import ExecutionRecord, View
+from gateway.view import ExecutionRecord, Retention, View
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult
@@ -24,14 +27,25 @@ from streams.settings import Settings
 from streams.topics import Topics
 from streams.tracing import from_headers
 
+PRUNE_INTERVAL_S = 5.0
+MIB = 1024 * 1024
+
+
+def retention_of(settings: Settings) -> Retention:
+    return Retention(
+        max_age_ms=settings.view_retention_s * 1000,
+        max_executions=settings.view_max_executions,
+        max_output_bytes=settings.view_max_output_mib * MIB,
+    )
+
 
 class LiveView:
     def __init__(self, settings: Settings, view: View | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
-        self.view = view or View()
+        self.view = view if view is not None else View(retention_of(settings))
         self.ready = asyncio.Event()
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[ExecutionRecord | None]]] = {}
         self._log = logger("aevatar.gateway.view")
         self.skipped = 0
 
@@ -52,24 +66,26 @@ class LiveView:
                 return record if not finished else None
             changed = self.next_change(execution_id)
             try:
-                await asyncio.wait_for(asyncio.shield(changed), remaining)
+                record = await asyncio.wait_for(asyncio.shield(changed), remaining)
             except TimeoutError:
                 return self.view.get(execution_id) if not finished else None
             finally:
                 self._discard(execution_id, changed)
             if not finished:
-                return self.view.get(execution_id)
+                return record or self.view.get(execution_id)
+            if record is not None and record.finished:
+                return record  # even if the view has dropped it since
 
-    def next_change(self, execution_id: str) -> asyncio.Future[None]:
-        """A future resolved at the next change of this execution. Discard it with `forget` if unused."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def next_change(self, execution_id: str) -> asyncio.Future[ExecutionRecord | None]:
+        """A future resolved with the record at the execution's next change. Discard it with `forget` if unused."""
+        future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, []).append(future)
         return future
 
-    def forget(self, execution_id: str, future: asyncio.Future[None]) -> None:
+    def forget(self, execution_id: str, future: asyncio.Future[ExecutionRecord | None]) -> None:
         self._discard(execution_id, future)
 
-    def _discard(self, execution_id: str, future: asyncio.Future[None]) -> None:
+    def _discard(self, execution_id: str, future: asyncio.Future[ExecutionRecord | None]) -> None:
         waiters = self._waiters.get(execution_id)
         if waiters is not None and future in waiters:
             waiters.remove(future)
@@ -100,7 +116,7 @@ class LiveView:
             callback_url=callback_url,
             trace_id=trace_id,
         )
-        self._notify(execution_id)
+        self._notify(execution_id, record)
         return record
 
     def fold(self, message: ConsumerRecord[bytes, bytes]) -> bool:
@@ -109,30 +125,32 @@ class LiveView:
         try:
             if message.topic == self.topics.results:
                 result = ExecutionResult.decode(message.value)
-                changed, execution_id = self.view.fold_result(result), result.id
-                self._trace_from_headers(execution_id, message)
+                execution_id = result.id
+                changed = self.view.fold_result(result)
+                self._trace_from_headers(changed or self.view.get(execution_id), message)
             else:
                 event = ExecutionEvent.decode(message.value)
-                changed, execution_id = self.view.fold_event(event), event.execution_id
+                execution_id = event.execution_id
+                changed = self.view.fold_event(event)
         except (CodecError, ValueError, msgspec.ValidationError) as exc:
             self.skipped += 1
             self._log.warning("undecodable record", topic=message.topic, offset=message.offset, error=str(exc))
             return False
-        if changed:
-            self._notify(execution_id)
-        return changed
+        if changed is None:
+            return False
+        self._notify(execution_id, changed)
+        return True
 
-    def _trace_from_headers(self, execution_id: str, message: ConsumerRecord[bytes, bytes]) -> None:
+    def _trace_from_headers(self, record: ExecutionRecord | None, message: ConsumerRecord[bytes, bytes]) -> None:
         """A result carries its trace in its traceparent header (the record itself has no field for it)."""
-        record = self.view.get(execution_id)
         if record is not None and record.trace_id is None:
             found = from_headers(message.headers)
             record.trace_id = found.trace_id if found is not None else None
 
-    def _notify(self, execution_id: str) -> None:
+    def _notify(self, execution_id: str, record: ExecutionRecord | None) -> None:
         for future in self._waiters.pop(execution_id, []):
             if not future.done():
-                future.set_result(None)
+                future.set_result(record)
 
     # -- the consumer ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -150,6 +168,7 @@ class LiveView:
             for consumer, done in zip((events, results), caught_up, strict=True)
         ]
         rebuilt: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in caught_up)))
+        followers.append(asyncio.create_task(self._prune_every(PRUNE_INTERVAL_S)))
         try:
             await asyncio.wait([rebuilt, *followers], return_when=asyncio.FIRST_COMPLETED)
             for task in followers:
@@ -165,6 +184,14 @@ class LiveView:
             for future in every:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await future
+
+    async def _prune_every(self, interval_s: float) -> None:
+        """Drop finished executions past their age even when nothing new finishes."""
+        while True:
+            await asyncio.sleep(interval_s)
+            dropped = self.view.prune(time.time_ns() // 1_000_000)
+            if dropped:
+                self._log.info("view pruned", dropped=dropped, executions=len(self.view))
 
     async def _follow(self, consumer: AIOKafkaConsumer, caught_up: asyncio.Event) -> None:
         try:
@@ -185,8 +212,14 @@ class LiveView:
             assignment = consumer.assignment()
             if not assignment:
                 await asyncio.sleep(0.05)  # the group-less subscription assigns on the first metadata update
+        # Only what the view would still hold: from the first record of the retention window on.
+        since_ms = time.time_ns() // 1_000_000 - self.view.retention.max_age_ms
+        found = await consumer.offsets_for_times({tp: since_ms for tp in assignment})
         ends = await consumer.end_offsets(list(assignment))
-        behind = {tp for tp, end in ends.items() if end > 0}
+        for tp in assignment:
+            at = found.get(tp)
+            consumer.seek(tp, at.offset if at is not None else ends[tp])
+        behind = {tp for tp, end in ends.items() if end > 0 and (found.get(tp) is not None)}
         while behind:
             batch = await consumer.getmany(*behind, timeout_ms=500, max_records=2000)
             for records in batch.values():

@@ -48,9 +48,27 @@ class GatewayMetrics:
         self.view_executions = Gauge(
             "sandbox_view_executions", "Executions held in the gateway's materialized view.", registry=self.registry
         )
+        self.view_output_bytes = Gauge(
+            "sandbox_view_output_bytes",
+            "Output bytes (stdout, stderr, compile output) the view holds for finished executions.",
+            registry=self.registry,
+        )
+        self.view_evicted = Counter(
+            "sandbox_view_evicted",
+            "Finished executions dropped from the view by its retention (age, count or output bytes).",
+            registry=self.registry,
+        )
+        self._view_evicted_seen = 0
         self.waiters = Gauge(
             "sandbox_wait_requests", "Requests waiting for an execution to change.", registry=self.registry
         )
+
+    def on_view(self, executions: int, output_bytes: int, evicted: int) -> None:
+        """The view's size at a scrape; `evicted` is its running count of dropped executions."""
+        self.view_executions.set(executions)
+        self.view_output_bytes.set(output_bytes)
+        self.view_evicted.inc(max(0, evicted - self._view_evicted_seen))
+        self._view_evicted_seen = max(self._view_evicted_seen, evicted)
 
     def on_request(self, route: str, method: str, status: int, duration_s: float) -> None:
         self.http_requests.labels(route, method, f"{status // 100}xx").inc()

@@ -8,6 +8,7 @@ the final word on an execution; before it exists, the execution object is built 
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,20 @@ from streams.states import ExecutionState, Limit, State, Transition, TransitionE
 _LIMITS = {limit.value: limit for limit in Limit}
 # How many events of one execution may wait for a gap to fill before the view drops the oldest.
 MAX_PENDING_EVENTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much of what is finished the view keeps; the oldest finished executions go first.
+
+    Every finished execution holds its output (up to the policy's output limit per stream), so
+    without a bound a tenant printing the maximum could grow the gateway without limit. What is
+    dropped stays on sandbox.results (and was delivered to its waiters and webhook).
+    """
+
+    max_age_ms: int = 24 * 3600 * 1000  # after its finish
+    max_executions: int = 50_000  # finished ones
+    max_output_bytes: int = 64 * 1024 * 1024  # stdout + stderr + compile output of the finished ones
 
 
 def iso_utc(at_ms: int | None) -> str | None:
@@ -60,6 +75,18 @@ class ExecutionRecord:
     @property
     def finished(self) -> bool:
         return self.state.terminal
+
+    @property
+    def finished_at_ms(self) -> int:
+        if self.result is not None:
+            return self.result.finished_at_ms
+        return self.events[-1].at_ms if self.events else 0
+
+    def output_bytes(self) -> int:
+        """The bytes of output this record holds (the result's, or the terminal event's before it)."""
+        held: list[ExecutionResult | RunOutcome] = [self.result] if self.result is not None else []
+        held += [e.outcome for e in self.events if e.outcome is not None]
+        return sum(len(o.stdout) + len(o.stderr) + len(o.compile_output) for o in held)
 
     def execution(self) -> Execution:
         if self.result is not None:
@@ -147,10 +174,18 @@ def _from_events(record: ExecutionRecord) -> Execution:
 
 
 class View:
-    """Executions by id, folded from events and results. Each fold says whether it changed anything."""
+    """Executions by id, folded from events and results. Each fold says whether it changed anything.
 
-    def __init__(self) -> None:
+    Finished executions are kept within `retention` (age, count, output bytes), oldest finished first.
+    """
+
+    def __init__(self, retention: Retention | None = None) -> None:
+        self.retention = retention or Retention()
         self._records: dict[str, ExecutionRecord] = {}
+        # The finished executions in the order they finished here, with the output bytes each holds.
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        self._output_bytes = 0
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -186,11 +221,12 @@ class View:
             record.trace_id = trace_id
         return record
 
-    def fold_event(self, event: ExecutionEvent) -> bool:
-        """Apply one event; False for a duplicate, a replay or an impossible transition."""
+    def fold_event(self, event: ExecutionEvent) -> ExecutionRecord | None:
+        """Apply one event: the record it changed (even if retention dropped it from the view at once),
+        or None for a duplicate, a replay or an impossible transition."""
         record = self._record(event.execution_id)
         if event.seq in record.pending:
-            return False
+            return None
         record.pending[event.seq] = event
         changed = False
         while True:
@@ -208,18 +244,60 @@ class View:
             del record.pending[seq]  # duplicates that arrived while waiting
         while len(record.pending) > MAX_PENDING_EVENTS:
             del record.pending[min(record.pending)]
-        return changed
+        if not changed:
+            return None
+        if record.finished:
+            self._held(record)
+        return record
 
-    def fold_result(self, result: ExecutionResult) -> bool:
-        """Record the final result; False when it was already known."""
+    def fold_result(self, result: ExecutionResult) -> ExecutionRecord | None:
+        """Record the final result: the record (even if retention dropped it at once), or None if known."""
         record = self._record(result.id)
         if record.result == result:
-            return False
+            return None
         record.result = result
         record.tenant, record.language = result.tenant, result.language
         record.created_at_ms = result.created_at_ms or record.created_at_ms
         record.callback_url = result.callback_url
-        return True
+        # The result carries the output now: the terminal event's copy of it is not needed any more.
+        record.events = [e if e.outcome is None else msgspec.structs.replace(e, outcome=None) for e in record.events]
+        self._held(record)
+        return record
+
+    # -- retention ------------------------------------------------------------------------------
+    @property
+    def output_bytes(self) -> int:
+        """The output bytes the finished executions hold."""
+        return self._output_bytes
+
+    def _held(self, record: ExecutionRecord) -> None:
+        """Count a finished record (again, when its result replaces its terminal event), then evict."""
+        size = record.output_bytes()
+        self._output_bytes += size - self._finished.pop(record.id, 0)
+        self._finished[record.id] = size
+        self.prune(record.finished_at_ms)
+
+    def prune(self, now_ms: int) -> int:
+        """Drop the oldest finished executions while any bound of the retention is exceeded."""
+        dropped = 0
+        keep = self.retention
+        oldest_kept_ms = now_ms - keep.max_age_ms
+        while self._finished:
+            execution_id, size = next(iter(self._finished.items()))
+            record = self._records.get(execution_id)
+            over = (
+                len(self._finished) > keep.max_executions
+                or self._output_bytes > keep.max_output_bytes
+                or (record is not None and record.finished_at_ms < oldest_kept_ms)
+            )
+            if not over:
+                break
+            del self._finished[execution_id]
+            self._records.pop(execution_id, None)
+            self._output_bytes -= size
+            dropped += 1
+        self.evicted += dropped
+        return dropped
 
 
 def _absorb(record: ExecutionRecord, event: ExecutionEvent) -> None:

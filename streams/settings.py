@@ -9,6 +9,10 @@ from pathlib import Path
 
 from streams.errors import StreamsError
 
+# One run may hold up to 2 MiB of stdout, 2 MiB of stderr and its compile output: the view keeps
+# room for a few.
+MIN_VIEW_OUTPUT_MIB = 16
+
 
 class SettingsError(StreamsError):
     """A setting that cannot be used; the message names the variable."""
@@ -49,6 +53,12 @@ class Settings:
     webhook_backoff_base_ms: int = 1_000
     webhook_backoff_cap_ms: int = 60_000
     webhook_concurrency: int = 32
+    # What the gateway's view keeps of finished executions (gateway/view.py, Retention): the oldest
+    # finished go first once any bound is passed. A dropped one answers 404; its result stays on
+    # sandbox.results. At start the view reads only the last view_retention_s of both topics.
+    view_retention_s: int = 24 * 3600
+    view_max_executions: int = 50_000  # ~2 KiB each without their output (measured): ~100 MiB
+    view_max_output_mib: int = 64
     # Pipeline.
     capacity: int = 4  # runs SCHEDULED or STARTED at once, over all tenants
     executor_slots: int = 4  # concurrent runs per launch worker
@@ -131,6 +141,12 @@ class Settings:
         settings = replace(base, **values)  # type: ignore[arg-type]
         if settings.partitions < 1:
             raise SettingsError("AEVATAR_PARTITIONS must be at least 1")
+        if settings.view_retention_s < 1 or settings.view_max_executions < 1:
+            raise SettingsError("AEVATAR_VIEW_RETENTION_S and AEVATAR_VIEW_MAX_EXECUTIONS must be at least 1")
+        if settings.view_max_output_mib < MIN_VIEW_OUTPUT_MIB:
+            raise SettingsError(
+                f"AEVATAR_VIEW_MAX_OUTPUT_MIB must be at least {MIN_VIEW_OUTPUT_MIB} (one run may hold MiBs of output)"
+            )
         if not 0 <= settings.metrics_port <= 65535:
             raise SettingsError("AEVATAR_METRICS_PORT must be 0 (off) or a port number")
         return settings
