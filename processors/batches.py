@@ -142,12 +142,12 @@ class BatchProcessor(abc.ABC):
         self,
         topic: str,
         key: bytes,
-        value: bytes,
+        value: bytes | None,
         *,
         trace: TraceContext | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
-        """Hand one record to the producer (in call order); its offsets commit only once it is sent.
+        """Hand one record (None: a tombstone) to the producer (in call order); its offsets commit only once it is sent.
 
         The returned future resolves once the broker has the record.
         """

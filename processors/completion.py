@@ -19,6 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from processors.metrics import ProcessorMetrics
 from processors.results import build_result
+from processors.window import IdWindow, prune_interval_s, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult
@@ -30,9 +31,18 @@ log = structlog.get_logger()
 PLAIN_COMMIT_INTERVAL_S = 1.0
 
 
-async def completed_ids(settings: Settings, partitions: Iterable[int]) -> set[str]:
-    """Every execution id with a committed result on the given partitions of sandbox.results."""
-    return set(await kafka.latest_by_key(settings, Topics(settings.topic_prefix).results, partitions))
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def completed_ids(settings: Settings, partitions: Iterable[int]) -> dict[str, int]:
+    """The execution ids with a committed result within the dedupe window on the given partitions of
+    sandbox.results, with when each was written (never later than now)."""
+    now = time.time_ns() // 1_000_000
+    since_ms = now - settings.dedupe_window_s * 1000
+    topic = Topics(settings.topic_prefix).results
+    found = await kafka.latest_records(settings, topic, partitions, since_ms=since_ms)
+    return {key: min(record.timestamp, now) for key, record in found.items()}
 
 
 class Completion:
@@ -44,7 +54,10 @@ class Completion:
         self.tracer = tracer or Tracer("aevatar-completion")
         self.topics = Topics(settings.topic_prefix)
         self.group_id = f"{settings.topic_prefix}aevatar-completion"
-        self.done: set[str] = set()
+        # The ids with a result, for the dedupe window (processors/window.py); a terminal event older
+        # than the window is dead-lettered as stale instead of being looked up.
+        self.done = IdWindow(settings.dedupe_window_s * 1000)
+        self._last_prune = time.monotonic()
         self._rebuilt_for: frozenset[TopicPartition] = frozenset()
         # Offsets of batches that produced nothing (no terminal event, no dead letter): they need no
         # transaction. They ride along with the next transaction, or are committed plainly when idle
@@ -67,6 +80,9 @@ class Completion:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
                 await self._rebuild_if_reassigned(consumer)
+                if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
+                    self._last_prune = time.monotonic()
+                    self.done.prune(_now_ms())
                 if batch:
                     await self._process(consumer, producer, batch)
                 elif self._unsent_offsets:
@@ -85,7 +101,9 @@ class Completion:
         assignment = frozenset(consumer.assignment())
         if assignment == self._rebuilt_for:
             return
-        self.done |= await completed_ids(self.settings, sorted({tp.partition for tp in assignment}))
+        found = await completed_ids(self.settings, sorted({tp.partition for tp in assignment}))
+        for execution_id, at_ms in sorted(found.items(), key=lambda item: item[1]):
+            self.done.add(execution_id, at_ms)
         self._rebuilt_for = assignment
         log.info("completion_assigned", partitions=sorted(tp.partition for tp in assignment), known=len(self.done))
 
@@ -98,6 +116,7 @@ class Completion:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         terminal: list[tuple[ExecutionEvent, ConsumerRecord[bytes, bytes]]] = []
+        now = _now_ms()
         for tp, records in batch.items():
             for record in records:
                 offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -106,8 +125,13 @@ class Completion:
                 except CodecError as exc:
                     poison.append((record, f"{type(exc).__name__}: {exc}"))
                     continue
-                if event.state.terminal and event.execution_id not in self.done:
-                    terminal.append((event, record))
+                if not event.state.terminal or event.execution_id in self.done:
+                    continue
+                if self.done.stale(record.timestamp, now):
+                    # Beyond the window its result may be forgotten here: a second one must not go out.
+                    poison.append((record, stale_reason("terminal event", self.settings.dedupe_window_s)))
+                    continue
+                terminal.append((event, record))
         self._unsent_offsets.update(offsets)
         if not poison and not terminal:
             # Nothing to produce: most events (REQUESTED … STARTED) need no transaction at all.
@@ -147,7 +171,8 @@ class Completion:
         self._last_commit = time.monotonic()
         parked = len(poison)
         # Known as completed only once the transaction committed: an aborted one leaves them to be redone.
-        self.done |= pending
+        for execution_id in pending:
+            self.done.add(execution_id, now)
         committed_ms = time.time_ns() // 1_000_000
         # Counted once the transaction committed: an aborted batch is processed again and would count twice.
         for _ in range(parked):

@@ -108,6 +108,14 @@ class Scheduler:
             self._place(e)
             self._arrivals = max(self._arrivals, e.arrival + 1)
 
+    def forget(self, execution_id: str) -> bool:
+        """Drop a finished entry (its dedupe window is over); an unfinished one stays."""
+        entry = self.entries.get(execution_id)
+        if entry is None or not entry.done:
+            return False
+        del self.entries[execution_id]
+        return True
+
     def running(self) -> list[Entry]:
         return list(self._active.values())
 

@@ -31,6 +31,7 @@ from processors.batches import BatchProcessor
 from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
+from processors.window import IdWindow, prune_interval_s, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest
@@ -70,10 +71,13 @@ def trace_id_of(entry: Entry) -> str | None:
         return None
 
 
-async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[Entry]:
-    """The latest entry of each execution on the given partitions of the queue topic."""
-    latest = await kafka.latest_by_key(settings, Topics(settings.topic_prefix).scheduler_queue, partitions)
-    return [load_entry(value) for value in latest.values()]
+async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[tuple[Entry, int]]:
+    """The latest entry of each execution on the given partitions of the queue topic, with when it was
+    written (never later than now), oldest first."""
+    latest = await kafka.latest_records(settings, Topics(settings.topic_prefix).scheduler_queue, partitions)
+    now = now_ms()
+    entries = [(load_entry(r.value), min(r.timestamp, now)) for r in latest.values() if r.value is not None]
+    return sorted(entries, key=lambda pair: pair[1])
 
 
 class Scheduling(BatchProcessor):
@@ -90,12 +94,21 @@ class Scheduling(BatchProcessor):
         # capacity frees up) continues the right trace; after a restart, from the request's trace id.
         self.traces: dict[str, TraceContext] = {}
         self._last_expire = time.monotonic()
+        # Finished entries are kept (so that a replayed VALIDATED cannot queue them again) for the
+        # dedupe window, then forgotten and deleted from the queue topic (processors/window.py).
+        self.finished = IdWindow(settings.dedupe_window_s * 1000)
+        self._last_prune = time.monotonic()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Rebuild the queue of exactly the assigned partitions (everything produced is on the broker)."""
-        entries = await read_entries(self.settings, partitions)
+        loaded = await read_entries(self.settings, partitions)
         self.scheduler.clear()
-        self.scheduler.load(entries, now_ms())
+        self.scheduler.load([entry for entry, _ in loaded], now_ms())
+        self.finished = IdWindow(self.settings.dedupe_window_s * 1000)
+        for entry, written_ms in loaded:
+            if entry.done:
+                self.finished.add(entry.execution_id, written_ms)
+        await self._forget_finished()
         self.traces.clear()
         log.info(
             "scheduler_loaded",
@@ -110,6 +123,15 @@ class Scheduling(BatchProcessor):
         if time.monotonic() - self._last_expire >= EXPIRE_INTERVAL_S:
             self._last_expire = time.monotonic()
             await self._carry_out(self.scheduler.expire(now_ms()))
+        if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
+            self._last_prune = time.monotonic()
+            await self._forget_finished()
+
+    async def _forget_finished(self) -> None:
+        """Forget the entries finished longer ago than the dedupe window; delete them from the queue topic."""
+        for execution_id in self.finished.prune(now_ms()):
+            if self.scheduler.forget(execution_id):
+                await self.send(self.topics.scheduler_queue, execution_id.encode(), None)
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.topic == self.topics.events:
@@ -129,6 +151,10 @@ class Scheduling(BatchProcessor):
         scheduler = self.scheduler
         execution_id = event.execution_id
         if event.state is State.VALIDATED:
+            if execution_id not in scheduler.entries and self.finished.stale(record.timestamp, now_ms()):
+                # Beyond the window a finished entry may be forgotten: queueing it could run it again.
+                await self.dead_letter(record, stale_reason("VALIDATED event", self.settings.dedupe_window_s))
+                return
             try:
                 request = event.decoded_request()
             except CodecError:
@@ -160,6 +186,8 @@ class Scheduling(BatchProcessor):
 
     async def _persist(self, entry: Entry) -> None:
         await self.send(self.topics.scheduler_queue, entry.execution_id.encode(), dump_entry(entry))
+        if entry.done and entry.execution_id not in self.finished:
+            self.finished.add(entry.execution_id, now_ms())
 
     async def _carry_out(self, emits: list[Emit]) -> None:
         for emit in emits:

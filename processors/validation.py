@@ -16,6 +16,7 @@ from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.policy import Policy
 from processors.rules import Rejection, validate
+from processors.window import IdWindow, prune_interval_s, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionRequest
@@ -60,9 +61,16 @@ def request_events(
     return [requested, second]
 
 
-async def read_seen(settings: Settings, partitions: Iterable[int]) -> set[str]:
-    """Every execution id with a marker on the given partitions of the seen-ids topic."""
-    return set(await kafka.latest_by_key(settings, Topics(settings.topic_prefix).validation_seen, partitions))
+async def read_seen(settings: Settings, partitions: Iterable[int]) -> IdWindow:
+    """The execution ids marked within the dedupe window on the given partitions of the seen-ids topic."""
+    seen = IdWindow(settings.dedupe_window_s * 1000)
+    since_ms = now_ms() - seen.window_ms
+    topic = Topics(settings.topic_prefix).validation_seen
+    marks = await kafka.latest_records(settings, topic, partitions, since_ms=since_ms)
+    now = now_ms()
+    for execution_id, record in sorted(marks.items(), key=lambda item: item[1].timestamp):
+        seen.add(execution_id, min(record.timestamp, now))
+    return seen
 
 
 class Validation(BatchProcessor):
@@ -86,18 +94,25 @@ class Validation(BatchProcessor):
         super().__init__(settings, [Topics(settings.topic_prefix).requests], metrics=metrics, tracer=tracer)
         self.policy = policy
         self.languages = languages
-        self.seen: set[str] = set()
+        self.seen = IdWindow(settings.dedupe_window_s * 1000)
+        self._last_prune = time.monotonic()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         self.seen = await read_seen(self.settings, partitions)
         log.info("validation_assigned", partitions=sorted(partitions), seen=len(self.seen))
 
     async def after_batch(self) -> None:
-        """Validation has no timers."""
-        return None
+        """Forget the ids taken longer ago than the dedupe window (see `prune_interval_s`)."""
+        if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
+            self._last_prune = time.monotonic()
+            self.seen.prune(now_ms())
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""
+        if self.seen.stale(record.timestamp, now_ms()):
+            # Beyond the window its id may be forgotten: running it could run a request a second time.
+            await self.dead_letter(record, stale_reason("request", self.settings.dedupe_window_s))
+            return
         try:
             request = ExecutionRequest.decode(raw)
         except CodecError as exc:
@@ -108,7 +123,7 @@ class Validation(BatchProcessor):
             return
         if request.id in self.seen:
             return  # idempotency: this id already ran or runs
-        self.seen.add(request.id)
+        self.seen.add(request.id, now_ms())  # when it was taken (a producer's timestamp may lie)
         parent = resolve(record.headers, request.trace_id)
         with (
             self.tracer.span(self.stage, parent, execution_id=request.id) as trace,

@@ -87,9 +87,10 @@ def consumer(
 
 
 async def read_to_end(
-    settings: Settings, topic: str, partitions: Sequence[int] | None = None
+    settings: Settings, topic: str, partitions: Sequence[int] | None = None, *, since_ms: int | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every committed record (read_committed) of the topic's partitions, from the start to the end as of now."""
+    """Every committed record (read_committed) of the topic's partitions, from the start (or from the
+    first record stamped `since_ms` or later) to the end as of now."""
     consumer_ = consumer(settings, group_id=None)
     await consumer_.start()
     try:
@@ -99,10 +100,16 @@ async def read_to_end(
         if not tps:
             return []
         consumer_.assign(tps)
-        await consumer_.seek_to_beginning(*tps)
         ends = await consumer_.end_offsets(tps)
+        if since_ms is None:
+            await consumer_.seek_to_beginning(*tps)
+        else:
+            found = await consumer_.offsets_for_times({tp: since_ms for tp in tps})
+            for tp in tps:
+                at = found.get(tp)
+                consumer_.seek(tp, at.offset if at is not None else ends[tp])
         out: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        remaining = {tp for tp in tps if ends[tp] > 0 and await consumer_.position(tp) < ends[tp]}
         while remaining:
             batch = await consumer_.getmany(*remaining, timeout_ms=1000)
             for records in batch.values():
@@ -115,13 +122,24 @@ async def read_to_end(
         await consumer_.stop()
 
 
-async def latest_by_key(settings: Settings, topic: str, partitions: Iterable[int]) -> dict[str, bytes]:
-    """A compacted topic's current state on the given partitions: each key's last value (deleted keys left out)."""
-    latest: dict[str, bytes | None] = {}
-    for record in await read_to_end(settings, topic, sorted(partitions)):
+async def latest_records(
+    settings: Settings, topic: str, partitions: Iterable[int], *, since_ms: int | None = None
+) -> dict[str, ConsumerRecord[bytes, bytes]]:
+    """A compacted topic's current state on the given partitions: each key's last record (deleted keys
+    left out); with `since_ms`, only keys written at or after it."""
+    latest: dict[str, ConsumerRecord[bytes, bytes]] = {}
+    for record in await read_to_end(settings, topic, sorted(partitions), since_ms=since_ms):
         if record.key is not None:
-            latest[record.key.decode()] = record.value
-    return {key: value for key, value in latest.items() if value is not None}
+            latest[record.key.decode()] = record
+    return {key: record for key, record in latest.items() if record.value is not None}
+
+
+async def latest_by_key(
+    settings: Settings, topic: str, partitions: Iterable[int], *, since_ms: int | None = None
+) -> dict[str, bytes]:
+    """Each key's last value on a compacted topic (see `latest_records`)."""
+    records = await latest_records(settings, topic, partitions, since_ms=since_ms)
+    return {key: record.value for key, record in records.items() if record.value is not None}
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:

@@ -60,6 +60,10 @@ class Settings:
     view_max_executions: int = 50_000  # ~2 KiB each without their output (measured): ~100 MiB
     view_max_output_mib: int = 64
     # Pipeline.
+    # How long validation, the scheduler and completion remember an execution id (processors/window.py):
+    # a repeated id within it changes nothing; an input older than it is dead-lettered as stale.
+    # Match it to the broker's offsets.retention.minutes (7 days by default).
+    dedupe_window_s: int = 7 * 24 * 3600
     capacity: int = 4  # runs SCHEDULED or STARTED at once, over all tenants
     executor_slots: int = 4  # concurrent runs per launch worker
     sandbox_uid_base: int = 61000  # slot i of the local backend runs as host uid sandbox_uid_base + i
@@ -141,6 +145,8 @@ class Settings:
         settings = replace(base, **values)  # type: ignore[arg-type]
         if settings.partitions < 1:
             raise SettingsError("AEVATAR_PARTITIONS must be at least 1")
+        if settings.dedupe_window_s < 1:
+            raise SettingsError("AEVATAR_DEDUPE_WINDOW_S must be at least 1")
         if settings.view_retention_s < 1 or settings.view_max_executions < 1:
             raise SettingsError("AEVATAR_VIEW_RETENTION_S and AEVATAR_VIEW_MAX_EXECUTIONS must be at least 1")
         if settings.view_max_output_mib < MIN_VIEW_OUTPUT_MIB:

@@ -26,14 +26,17 @@ class TopicSpec:
     compact: bool = False
     retention_ms: int = 7 * DAY_MS
     partitions: int | None = None  # None: the settings' default
+    # A compacted topic whose segments are also deleted after retention_ms (ids kept for a window).
+    expires: bool = False
 
     def name(self, prefix: str) -> str:
         return f"{prefix}{self.base}"
 
     def configs(self) -> dict[str, str]:
+        policy = "compact,delete" if self.compact and self.expires else "compact" if self.compact else "delete"
         configs = {
-            "cleanup.policy": "compact" if self.compact else "delete",
-            "retention.ms": str(-1 if self.compact else self.retention_ms),
+            "cleanup.policy": policy,
+            "retention.ms": str(-1 if self.compact and not self.expires else self.retention_ms),
             "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }
         if self.compact:
@@ -56,8 +59,14 @@ SCHEDULER_QUEUE = TopicSpec(
     "aevatar-scheduling-queue-changelog", key="execution id", record="scheduler queue Entry (msgpack)", compact=True
 )
 # The execution ids validation has taken, so that a repeated id runs once; read back on assignment.
+# Kept for the default dedupe window (AEVATAR_DEDUPE_WINDOW_S, 7 days), then deleted by the broker.
 VALIDATION_SEEN = TopicSpec(
-    "aevatar-validation-seen-ids-changelog", key="execution id", record="b'1' (a marker)", compact=True
+    "aevatar-validation-seen-ids-changelog",
+    key="execution id",
+    record="b'1' (a marker)",
+    compact=True,
+    expires=True,
+    retention_ms=7 * DAY_MS,
 )
 WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from typing import Any
 
@@ -160,6 +161,69 @@ async def test_garbage_on_the_schedulers_and_executors_topics_is_dead_lettered_a
         ]
     )
     assert all(r.value.startswith(b"\x00 not avro on ") for r in dead)
+
+
+async def test_inputs_older_than_the_dedupe_window_are_dead_lettered_as_stale_and_runs_flow(
+    settings: Settings, start_worker: Any
+) -> None:
+    """Beyond the window an id may be forgotten: a replayed request, VALIDATED or terminal event that
+    old must not run, queue or complete again (each processor parks it with its reason)."""
+    start_worker(settings, "all", env=env())
+    topics = Topics(settings.topic_prefix)
+    eight_days_ago_ms = int(time.time() * 1000) - 8 * 24 * 3600 * 1000
+    request = new_request("python", "print('stale')")
+    validated = ExecutionEvent(
+        execution_id=uuid.uuid4().hex, seq=1, state=State.VALIDATED, at_ms=eight_days_ago_ms,
+        request=new_request("python", "print('stale')").encode(), max_attempts=1,
+    )  # fmt: skip
+    finished = ExecutionEvent(execution_id=uuid.uuid4().hex, seq=5, state=State.SUCCEEDED, at_ms=eight_days_ago_ms)
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        old = {"timestamp_ms": eight_days_ago_ms}
+        await producer.send_and_wait(topics.requests, request.encode(), key=request.id.encode(), **old)
+        await producer.send_and_wait(topics.events, validated.encode(), key=validated.key, **old)
+        await producer.send_and_wait(topics.events, finished.encode(), key=finished.key, **old)
+    finally:
+        await producer.stop()
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", "print('fresh')")
+    assert result.state is State.SUCCEEDED and result.stdout == b"fresh\n"
+
+    async def parked() -> bool:
+        return len(await read_all(settings, topics.deadletter)) >= 3
+
+    await eventually(parked, 30, 0.2)
+    dead = await read_all(settings, topics.deadletter)
+    reasons = sorted((dict(r.headers)["x-aevatar-stage"], dict(r.headers)["x-aevatar-reason"]) for r in dead)
+    reasons = [(stage.decode(), reason.decode()) for stage, reason in reasons]
+    assert [stage for stage, _ in reasons] == ["completion", "scheduling", "validation"]
+    assert all(reason.startswith("stale: ") and "AEVATAR_DEDUPE_WINDOW_S" in reason for _, reason in reasons)
+    events = await events_by_id(settings)
+    assert request.id not in events  # never REQUESTED, never run
+    assert [e.state for e in events[validated.execution_id]] == [State.VALIDATED]  # never QUEUED
+    assert finished.execution_id not in await results_by_id(settings)  # no second result
+
+
+async def test_finished_entries_leave_the_schedulers_queue_after_the_dedupe_window(
+    settings: Settings, start_worker: Any
+) -> None:
+    """The queue topic (and the scheduler's memory) does not keep a finished run for ever."""
+    start_worker(settings, "all", env=env(dedupe_window_s="2"))
+    queue = Topics(settings.topic_prefix).scheduler_queue
+    async with SandboxClient(settings) as client:
+        first = await client.run("python", "print('first')")
+        assert first.state is State.SUCCEEDED
+        assert first.id in await kafka.latest_by_key(settings, queue, range(settings.partitions))
+
+        async def forgotten() -> bool:
+            return first.id not in await kafka.latest_by_key(settings, queue, range(settings.partitions))
+
+        await eventually(forgotten, 30, 0.5)  # deleted (a tombstone) once 2 s have passed
+        records = [r for r in await read_all(settings, queue) if r.key == first.id.encode()]
+        assert records[-1].value is None
+        second = await client.run("python", "print('second')")
+    assert second.state is State.SUCCEEDED and second.stdout == b"second\n"
 
 
 async def test_the_queue_survives_a_restart_of_the_scheduler(settings: Settings, start_worker: Any) -> None:

@@ -75,6 +75,17 @@ def test_replayed_validated_after_the_end_queues_nothing() -> None:
     assert validated(s, "a") == []
 
 
+def test_only_a_finished_entry_can_be_forgotten() -> None:
+    s = Scheduler(capacity=1, tenant_quota=1, lease_ms=1000)
+    validated(s, "a")
+    validated(s, "b")  # queued behind a
+    s.on_started("a", 4, 5_000)
+    assert not s.forget("a") and not s.forget("b") and not s.forget("nobody")
+    s.on_terminal("a", 5)
+    assert s.forget("a") and "a" not in s.entries
+    assert [e.execution_id for e in s.running()] == ["b"]  # forgetting touches nothing else
+
+
 def test_lost_lease_retries_then_errors() -> None:
     s = Scheduler(capacity=1, tenant_quota=1, lease_ms=1000)
     validated(s, "a", max_attempts=2)
