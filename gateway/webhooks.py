@@ -24,6 +24,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from gateway import signature
 from gateway.audit import logger
+from gateway.egress import webhook_client
 from gateway.view import execution_from_result
 from streams import kafka
 from streams.codec import CodecError
@@ -135,7 +136,7 @@ class WebhookDispatcher:
     async def run(self) -> None:
         consumer = kafka.consumer(self.settings, self.topics.results, group_id=self.group_id, from_beginning=True)
         own_http = self._http is None
-        http = self._http or httpx.AsyncClient(follow_redirects=False)
+        http = self._http or webhook_client(allow_private=self.settings.webhook_allow_private)
         try:
             await consumer.start()  # inside the try: a cancel during the group join still stops it
             self.started.set()

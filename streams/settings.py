@@ -53,6 +53,9 @@ class Settings:
     webhook_backoff_base_ms: int = 1_000
     webhook_backoff_cap_ms: int = 60_000
     webhook_concurrency: int = 32
+    # Webhooks connect only to public addresses (gateway/egress.py); true lets them reach loopback and
+    # private networks too, for a development receiver on the same host.
+    webhook_allow_private: bool = False
     # What the gateway's view keeps of finished executions (gateway/view.py, Retention): the oldest
     # finished go first once any bound is passed. A dropped one answers 404; its result stays on
     # sandbox.results. At start the view reads only the last view_retention_s of both topics.

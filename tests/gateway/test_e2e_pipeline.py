@@ -66,7 +66,8 @@ async def test_sse_delivers_output_before_the_run_ends(pipeline: Settings) -> No
 
 
 async def test_webhooks_signed_and_retried_until_the_third_attempt(pipeline: Settings) -> None:
-    fast = {"webhook_backoff_base_ms": 200, "webhook_secret": "e2e-secret"}
+    # The receivers listen on loopback: a development setup, which must say so.
+    fast = {"webhook_backoff_base_ms": 200, "webhook_secret": "e2e-secret", "webhook_allow_private": True}
     async with (
         webhook_receiver() as (url_ok, ok),
         webhook_receiver(fail_first=2) as (url_flaky, flaky),

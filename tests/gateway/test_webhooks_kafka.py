@@ -18,7 +18,13 @@ from tests.gateway.helpers import Feeder, consume_values, result_for, running_ga
 
 pytestmark = pytest.mark.kafka
 
-FAST = {"webhook_backoff_base_ms": 200, "webhook_backoff_cap_ms": 1000, "webhook_secret": "s3cret"}
+# The receivers listen on loopback: a development setup, which has to say so.
+FAST = {
+    "webhook_backoff_base_ms": 200,
+    "webhook_backoff_cap_ms": 1000,
+    "webhook_secret": "s3cret",
+    "webhook_allow_private": True,
+}
 
 
 async def _wait_for(received: Sequence[object], count: int, timeout_s: float = 20) -> None:
@@ -97,3 +103,25 @@ async def test_deliveries_in_flight_at_a_restart_are_not_lost(settings: Settings
         async with running_gateway(settings, **FAST):
             await asyncio.sleep(1.5)
         assert len(received) == 2  # delivered, committed: a further restart does not send it again
+
+
+async def test_a_callback_to_a_private_address_is_refused_and_recorded(settings: Settings) -> None:
+    """A tenant's callback_url naming the host itself (or any non-public address) gets no request."""
+    defaults = {k: v for k, v in FAST.items() if k != "webhook_allow_private"}  # the default: public only
+    async with (
+        webhook_receiver() as (url, received),
+        running_gateway(settings, webhook_max_attempts=2, **defaults),
+        Feeder(settings) as feed,
+    ):
+        local_by_name = url.replace("127.0.0.1", "localhost")
+        await feed.result(result_for("ssrf-1", callback_url=url))
+        await feed.result(result_for("ssrf-2", callback_url=local_by_name))
+        attempts = await consume_values(settings, settings.topic_prefix + "sandbox.webhooks", 4, timeout_s=30)
+        await asyncio.sleep(0.5)
+        assert received == []  # nothing reached the receiver
+    recorded = [(r.key.decode(), {k: v.decode() for k, v in r.headers}) for r in attempts]
+    assert sorted((key, h["x-aevatar-attempt"]) for key, h in recorded) == [
+        ("ssrf-1", "1"), ("ssrf-1", "2"), ("ssrf-2", "1"), ("ssrf-2", "2"),
+    ]  # fmt: skip
+    assert all("refused" in h["x-aevatar-error"] and "public" in h["x-aevatar-error"] for _, h in recorded)
+    assert sorted(h["x-aevatar-outcome"] for _, h in recorded) == ["failed", "failed", "retrying", "retrying"]

@@ -67,6 +67,37 @@ def _marker_processes(marker: str) -> list[int]:
     return found
 
 
+async def produce_raw(
+    settings: Settings, records: list[tuple[str, bytes, bytes]], *, timestamp_ms: int | None = None
+) -> None:
+    """(topic, key, value) records straight onto the broker, as an outside producer would."""
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms)
+    finally:
+        await producer.stop()
+
+
+async def still_runs(settings: Settings, text: str) -> None:
+    """A program printing `text` runs to SUCCEEDED: the pipeline flows."""
+    async with SandboxClient(settings) as client:
+        result = await client.run("python", f"print({text!r})")
+    assert result.state is State.SUCCEEDED and result.stdout == text.encode() + b"\n"
+
+
+async def dead_letters(settings: Settings, *, at_least: int) -> list[Any]:
+    """The dead-letter topic's records, once it holds at least `at_least` of them (30 s at most)."""
+    topic = Topics(settings.topic_prefix).deadletter
+
+    async def parked() -> bool:
+        return len(await read_all(settings, topic)) >= at_least
+
+    await eventually(parked, 30, 0.2)
+    return await read_all(settings, topic)
+
+
 async def test_python_program_ends_as_result_with_ordered_events(settings: Settings, start_worker: Any) -> None:
     start_worker(settings, "all", env=env())
     async with SandboxClient(settings) as client:
@@ -110,16 +141,12 @@ async def test_same_request_id_three_times_runs_once(settings: Settings, start_w
 async def test_garbage_goes_to_deadletter_and_pipeline_flows(settings: Settings, start_worker: Any) -> None:
     start_worker(settings, "all", env=env())
     topics = Topics(settings.topic_prefix)
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.requests, b"\x00\x01 garbage", key=b"junk")
-        await producer.send_and_wait(topics.requests, b"\xc3\x01" + b"\x07" * 8 + b"body", key=b"junk2")
-    finally:
-        await producer.stop()
-    async with SandboxClient(settings) as client:
-        result = await client.run("python", "print('still flowing')")
-    assert result.state is State.SUCCEEDED and result.stdout == b"still flowing\n"
+    garbage = [
+        (topics.requests, b"junk", b"\x00\x01 garbage"),
+        (topics.requests, b"junk2", b"\xc3\x01" + b"\x07" * 8 + b"body"),
+    ]
+    await produce_raw(settings, garbage)
+    await still_runs(settings, "still flowing")
     dead = await read_all(settings, topics.deadletter)
     assert sorted(r.value for r in dead) == sorted([b"\x00\x01 garbage", b"\xc3\x01" + b"\x07" * 8 + b"body"])
     reasons = sorted(dict(r.headers)["x-aevatar-reason"].decode() for r in dead)
@@ -132,22 +159,11 @@ async def test_garbage_on_the_schedulers_and_executors_topics_is_dead_lettered_a
 ) -> None:
     start_worker(settings, "all", env=env())
     topics = Topics(settings.topic_prefix)
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        for topic in (topics.events, topics.cancellations, topics.leases, topics.launches):
-            await producer.send_and_wait(topic, b"\x00 not avro on " + topic.encode(), key=b"junk:1")
-    finally:
-        await producer.stop()
-    async with SandboxClient(settings) as client:
-        result = await client.run("python", "print('scheduled anyway')")
-    assert result.state is State.SUCCEEDED and result.stdout == b"scheduled anyway\n"
+    targets = (topics.events, topics.cancellations, topics.leases, topics.launches)
+    await produce_raw(settings, [(t, b"junk:1", b"\x00 not avro on " + t.encode()) for t in targets])
+    await still_runs(settings, "scheduled anyway")
 
-    async def parked() -> bool:
-        return len(await read_all(settings, topics.deadletter)) >= 5
-
-    await eventually(parked, 30, 0.2)
-    dead = await read_all(settings, topics.deadletter)
+    dead = await dead_letters(settings, at_least=5)
     by_stage = sorted((dict(r.headers)["x-aevatar-stage"], dict(r.headers)["x-aevatar-source-topic"]) for r in dead)
     # The scheduler parks one of each of its topics, the executor the launch; the completion
     # processor, which also reads the events, parks its own.
@@ -177,24 +193,15 @@ async def test_inputs_older_than_the_dedupe_window_are_dead_lettered_as_stale_an
         request=new_request("python", "print('stale')").encode(), max_attempts=1,
     )  # fmt: skip
     finished = ExecutionEvent(execution_id=uuid.uuid4().hex, seq=5, state=State.SUCCEEDED, at_ms=eight_days_ago_ms)
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        old = {"timestamp_ms": eight_days_ago_ms}
-        await producer.send_and_wait(topics.requests, request.encode(), key=request.id.encode(), **old)
-        await producer.send_and_wait(topics.events, validated.encode(), key=validated.key, **old)
-        await producer.send_and_wait(topics.events, finished.encode(), key=finished.key, **old)
-    finally:
-        await producer.stop()
-    async with SandboxClient(settings) as client:
-        result = await client.run("python", "print('fresh')")
-    assert result.state is State.SUCCEEDED and result.stdout == b"fresh\n"
+    stale = [
+        (topics.requests, request.id.encode(), request.encode()),
+        (topics.events, validated.key, validated.encode()),
+        (topics.events, finished.key, finished.encode()),
+    ]
+    await produce_raw(settings, stale, timestamp_ms=eight_days_ago_ms)
+    await still_runs(settings, "fresh")
 
-    async def parked() -> bool:
-        return len(await read_all(settings, topics.deadletter)) >= 3
-
-    await eventually(parked, 30, 0.2)
-    dead = await read_all(settings, topics.deadletter)
+    dead = await dead_letters(settings, at_least=3)
     reasons = sorted((dict(r.headers)["x-aevatar-stage"], dict(r.headers)["x-aevatar-reason"]) for r in dead)
     reasons = [(stage.decode(), reason.decode()) for stage, reason in reasons]
     assert [stage for stage, _ in reasons] == ["completion", "scheduling", "validation"]
