@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -31,6 +31,10 @@ class TopicSpec:
 
     def name(self, prefix: str) -> str:
         return f"{prefix}{self.base}"
+
+    def for_settings(self, settings: Settings) -> TopicSpec:
+        """The spec as these settings want it: a topic that expires keeps its ids for the dedupe window."""
+        return replace(self, retention_ms=settings.dedupe_window_s * 1000) if self.expires else self
 
     def configs(self) -> dict[str, str]:
         policy = "compact,delete" if self.compact and self.expires else "compact" if self.compact else "delete"
@@ -59,7 +63,7 @@ SCHEDULER_QUEUE = TopicSpec(
     "aevatar-scheduling-queue-changelog", key="execution id", record="scheduler queue Entry (msgpack)", compact=True
 )
 # The execution ids validation has taken, so that a repeated id runs once; read back on assignment.
-# Kept for the default dedupe window (AEVATAR_DEDUPE_WINDOW_S, 7 days), then deleted by the broker.
+# Kept for the dedupe window (AEVATAR_DEDUPE_WINDOW_S, 7 days by default), then deleted by the broker.
 VALIDATION_SEEN = TopicSpec(
     "aevatar-validation-seen-ids-changelog",
     key="execution id",
@@ -117,7 +121,7 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
     await admin.start()
     try:
         existing = await _list_topics_when_registered(admin)
-        wanted = {spec.name(settings.topic_prefix): spec for spec in CATALOG}
+        wanted = {spec.name(settings.topic_prefix): spec.for_settings(settings) for spec in CATALOG}
         missing = [
             NewTopic(
                 name,

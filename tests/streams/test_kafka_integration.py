@@ -87,13 +87,13 @@ async def test_topics_create_twice_keeps_compaction_and_partitions(settings: Set
     configs = await read_topic_configs(settings, names)
     for spec in CATALOG:
         got = configs[spec.name(settings.topic_prefix)]
-        assert got["cleanup.policy"] == spec.configs()["cleanup.policy"]
-        assert got["retention.ms"] == spec.configs()["retention.ms"]
+        assert got["cleanup.policy"] == spec.for_settings(settings).configs()["cleanup.policy"]
+        assert got["retention.ms"] == spec.for_settings(settings).configs()["retention.ms"]
         assert got["max.message.bytes"] == spec.configs()["max.message.bytes"]
     assert configs[f"{settings.topic_prefix}sandbox.events"]["cleanup.policy"] == "compact"
     # The seen ids are kept for the default dedupe window, then deleted by the broker.
     seen = configs[f"{settings.topic_prefix}aevatar-validation-seen-ids-changelog"]
-    assert (seen["cleanup.policy"], seen["retention.ms"]) == ("compact,delete", str(7 * 24 * 3600 * 1000))
+    assert (seen["cleanup.policy"], seen["retention.ms"]) == ("compact,delete", str(settings.dedupe_window_s * 1000))
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
