@@ -45,7 +45,7 @@ class LiveView:
         self.topics = Topics(settings.topic_prefix)
         self.view = view if view is not None else View(retention_of(settings))
         self.ready = asyncio.Event()
-        self._waiters: dict[str, list[asyncio.Future[ExecutionRecord | None]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[ExecutionRecord]]] = {}
         self._log = logger("aevatar.gateway.view")
         self.skipped = 0
 
@@ -71,21 +71,19 @@ class LiveView:
                 return self.view.get(execution_id) if not finished else None
             finally:
                 self._discard(execution_id, changed)
-            if not finished:
-                return record or self.view.get(execution_id)
-            if record is not None and record.finished:
+            if not finished or record.finished:
                 return record  # even if the view has dropped it since
 
-    def next_change(self, execution_id: str) -> asyncio.Future[ExecutionRecord | None]:
+    def next_change(self, execution_id: str) -> asyncio.Future[ExecutionRecord]:
         """A future resolved with the record at the execution's next change. Discard it with `forget` if unused."""
-        future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ExecutionRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(execution_id, []).append(future)
         return future
 
-    def forget(self, execution_id: str, future: asyncio.Future[ExecutionRecord | None]) -> None:
+    def forget(self, execution_id: str, future: asyncio.Future[ExecutionRecord]) -> None:
         self._discard(execution_id, future)
 
-    def _discard(self, execution_id: str, future: asyncio.Future[ExecutionRecord | None]) -> None:
+    def _discard(self, execution_id: str, future: asyncio.Future[ExecutionRecord]) -> None:
         waiters = self._waiters.get(execution_id)
         if waiters is not None and future in waiters:
             waiters.remove(future)
@@ -147,7 +145,7 @@ class LiveView:
             found = from_headers(message.headers)
             record.trace_id = found.trace_id if found is not None else None
 
-    def _notify(self, execution_id: str, record: ExecutionRecord | None) -> None:
+    def _notify(self, execution_id: str, record: ExecutionRecord) -> None:
         for future in self._waiters.pop(execution_id, []):
             if not future.done():
                 future.set_result(record)

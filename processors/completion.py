@@ -17,9 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from processors.edges import now_ms
 from processors.metrics import ProcessorMetrics
 from processors.results import build_result
-from processors.window import IdWindow, prune_interval_s, stale_reason
+from processors.window import IdWindow, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult
@@ -31,18 +32,13 @@ log = structlog.get_logger()
 PLAIN_COMMIT_INTERVAL_S = 1.0
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def completed_ids(settings: Settings, partitions: Iterable[int]) -> dict[str, int]:
     """The execution ids with a committed result within the dedupe window on the given partitions of
-    sandbox.results, with when each was written (never later than now)."""
-    now = time.time_ns() // 1_000_000
-    since_ms = now - settings.dedupe_window_s * 1000
+    sandbox.results, with each result record's timestamp."""
+    since_ms = now_ms() - settings.dedupe_window_s * 1000
     topic = Topics(settings.topic_prefix).results
     found = await kafka.latest_records(settings, topic, partitions, since_ms=since_ms)
-    return {key: min(record.timestamp, now) for key, record in found.items()}
+    return {key: record.timestamp for key, record in found.items()}
 
 
 class Completion:
@@ -57,7 +53,6 @@ class Completion:
         # The ids with a result, for the dedupe window (processors/window.py); a terminal event older
         # than the window is dead-lettered as stale instead of being looked up.
         self.done = IdWindow(settings.dedupe_window_s * 1000)
-        self._last_prune = time.monotonic()
         self._rebuilt_for: frozenset[TopicPartition] = frozenset()
         # Offsets of batches that produced nothing (no terminal event, no dead letter): they need no
         # transaction. They ride along with the next transaction, or are committed plainly when idle
@@ -80,9 +75,7 @@ class Completion:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
                 await self._rebuild_if_reassigned(consumer)
-                if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
-                    self._last_prune = time.monotonic()
-                    self.done.prune(_now_ms())
+                self.done.prune_due(now_ms())
                 if batch:
                     await self._process(consumer, producer, batch)
                 elif self._unsent_offsets:
@@ -101,9 +94,7 @@ class Completion:
         assignment = frozenset(consumer.assignment())
         if assignment == self._rebuilt_for:
             return
-        found = await completed_ids(self.settings, sorted({tp.partition for tp in assignment}))
-        for execution_id, at_ms in sorted(found.items(), key=lambda item: item[1]):
-            self.done.add(execution_id, at_ms)
+        self.done.add_all(await completed_ids(self.settings, sorted({tp.partition for tp in assignment})), now_ms())
         self._rebuilt_for = assignment
         log.info("completion_assigned", partitions=sorted(tp.partition for tp in assignment), known=len(self.done))
 
@@ -116,7 +107,7 @@ class Completion:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         poison: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         terminal: list[tuple[ExecutionEvent, ConsumerRecord[bytes, bytes]]] = []
-        now = _now_ms()
+        now = now_ms()
         for tp, records in batch.items():
             for record in records:
                 offsets[tp] = OffsetAndMetadata(record.offset + 1, "")
@@ -173,7 +164,7 @@ class Completion:
         # Known as completed only once the transaction committed: an aborted one leaves them to be redone.
         for execution_id in pending:
             self.done.add(execution_id, now)
-        committed_ms = time.time_ns() // 1_000_000
+        committed_ms = now_ms()
         # Counted once the transaction committed: an aborted batch is processed again and would count twice.
         for _ in range(parked):
             self.metrics.on_dead_letter("completion")

@@ -31,7 +31,7 @@ from processors.batches import BatchProcessor
 from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.queue import Emit, Entry, Scheduler, dump_entry, load_entry
-from processors.window import IdWindow, prune_interval_s, stale_reason
+from processors.window import IdWindow, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest
@@ -72,12 +72,9 @@ def trace_id_of(entry: Entry) -> str | None:
 
 
 async def read_entries(settings: Settings, partitions: Iterable[int]) -> list[tuple[Entry, int]]:
-    """The latest entry of each execution on the given partitions of the queue topic, with when it was
-    written (never later than now), oldest first."""
+    """The latest entry of each execution on the given partitions of the queue topic, with its record's timestamp."""
     latest = await kafka.latest_records(settings, Topics(settings.topic_prefix).scheduler_queue, partitions)
-    now = now_ms()
-    entries = [(load_entry(r.value), min(r.timestamp, now)) for r in latest.values() if r.value is not None]
-    return sorted(entries, key=lambda pair: pair[1])
+    return [(load_entry(r.value), r.timestamp) for r in latest.values() if r.value is not None]
 
 
 class Scheduling(BatchProcessor):
@@ -97,7 +94,6 @@ class Scheduling(BatchProcessor):
         # Finished entries are kept (so that a replayed VALIDATED cannot queue them again) for the
         # dedupe window, then forgotten and deleted from the queue topic (processors/window.py).
         self.finished = IdWindow(settings.dedupe_window_s * 1000)
-        self._last_prune = time.monotonic()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Rebuild the queue of exactly the assigned partitions (everything produced is on the broker)."""
@@ -105,10 +101,8 @@ class Scheduling(BatchProcessor):
         self.scheduler.clear()
         self.scheduler.load([entry for entry, _ in loaded], now_ms())
         self.finished = IdWindow(self.settings.dedupe_window_s * 1000)
-        for entry, written_ms in loaded:
-            if entry.done:
-                self.finished.add(entry.execution_id, written_ms)
-        await self._forget_finished()
+        self.finished.add_all({entry.execution_id: at_ms for entry, at_ms in loaded if entry.done}, now_ms())
+        await self._forget_finished(self.finished.prune(now_ms()))
         self.traces.clear()
         log.info(
             "scheduler_loaded",
@@ -123,13 +117,11 @@ class Scheduling(BatchProcessor):
         if time.monotonic() - self._last_expire >= EXPIRE_INTERVAL_S:
             self._last_expire = time.monotonic()
             await self._carry_out(self.scheduler.expire(now_ms()))
-        if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
-            self._last_prune = time.monotonic()
-            await self._forget_finished()
+        await self._forget_finished(self.finished.prune_due(now_ms()))
 
-    async def _forget_finished(self) -> None:
-        """Forget the entries finished longer ago than the dedupe window; delete them from the queue topic."""
-        for execution_id in self.finished.prune(now_ms()):
+    async def _forget_finished(self, execution_ids: list[str]) -> None:
+        """Forget entries whose dedupe window is over; delete them from the queue topic (tombstones)."""
+        for execution_id in execution_ids:
             if self.scheduler.forget(execution_id):
                 await self.send(self.topics.scheduler_queue, execution_id.encode(), None)
 

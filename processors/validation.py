@@ -16,7 +16,7 @@ from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
 from processors.policy import Policy
 from processors.rules import Rejection, validate
-from processors.window import IdWindow, prune_interval_s, stale_reason
+from processors.window import IdWindow, stale_reason
 from streams import kafka
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionRequest
@@ -64,12 +64,9 @@ def request_events(
 async def read_seen(settings: Settings, partitions: Iterable[int]) -> IdWindow:
     """The execution ids marked within the dedupe window on the given partitions of the seen-ids topic."""
     seen = IdWindow(settings.dedupe_window_s * 1000)
-    since_ms = now_ms() - seen.window_ms
     topic = Topics(settings.topic_prefix).validation_seen
-    marks = await kafka.latest_records(settings, topic, partitions, since_ms=since_ms)
-    now = now_ms()
-    for execution_id, record in sorted(marks.items(), key=lambda item: item[1].timestamp):
-        seen.add(execution_id, min(record.timestamp, now))
+    marks = await kafka.latest_records(settings, topic, partitions, since_ms=now_ms() - seen.window_ms)
+    seen.add_all({execution_id: record.timestamp for execution_id, record in marks.items()}, now_ms())
     return seen
 
 
@@ -95,17 +92,14 @@ class Validation(BatchProcessor):
         self.policy = policy
         self.languages = languages
         self.seen = IdWindow(settings.dedupe_window_s * 1000)
-        self._last_prune = time.monotonic()
 
     async def on_assigned(self, partitions: set[int]) -> None:
         self.seen = await read_seen(self.settings, partitions)
         log.info("validation_assigned", partitions=sorted(partitions), seen=len(self.seen))
 
     async def after_batch(self) -> None:
-        """Forget the ids taken longer ago than the dedupe window (see `prune_interval_s`)."""
-        if time.monotonic() - self._last_prune >= prune_interval_s(self.settings.dedupe_window_s):
-            self._last_prune = time.monotonic()
-            self.seen.prune(now_ms())
+        """Forget the ids taken longer ago than the dedupe window."""
+        self.seen.prune_due(now_ms())
 
     async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         raw = record.value or b""

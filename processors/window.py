@@ -10,7 +10,7 @@ timestamp: within the window the set answers, beyond it the input is stale and i
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 
 class IdWindow:
@@ -21,9 +21,20 @@ class IdWindow:
             raise ValueError("window_ms must be at least 1")
         self.window_ms = window_ms
         self._at: OrderedDict[str, int] = OrderedDict()
+        self._pruned_at_ms: int | None = None
+
+    @property
+    def prune_interval_ms(self) -> int:
+        """How often `prune_due` forgets: every minute, or sooner for a short window."""
+        return min(60_000, max(1, self.window_ms // 4))
 
     def add(self, execution_id: str, at_ms: int) -> None:
         self._at[execution_id] = max(at_ms, self._at.pop(execution_id, at_ms))
+
+    def add_all(self, times: Mapping[str, int], now_ms: int) -> None:
+        """Add ids read back from a topic with their records' timestamps (none later than now), oldest first."""
+        for execution_id, at_ms in sorted(times.items(), key=lambda item: item[1]):
+            self.add(execution_id, min(at_ms, now_ms))
 
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._at
@@ -44,6 +55,7 @@ class IdWindow:
         Ids are kept in the order they were added, which is their time order up to clock skew
         between producers; an id a little out of order is forgotten a little late.
         """
+        self._pruned_at_ms = now_ms
         dropped: list[str] = []
         oldest_kept = now_ms - self.window_ms
         while self._at:
@@ -54,12 +66,13 @@ class IdWindow:
             dropped.append(execution_id)
         return dropped
 
+    def prune_due(self, now_ms: int) -> list[str]:
+        """`prune`, at most once per `prune_interval_ms` (a processor calls this after every batch)."""
+        if self._pruned_at_ms is not None and now_ms - self._pruned_at_ms < self.prune_interval_ms:
+            return []
+        return self.prune(now_ms)
+
 
 def stale_reason(what: str, window_s: int) -> str:
     """The dead-letter reason of an input older than the dedupe window."""
     return f"stale: the {what} is older than the dedupe window ({window_s} s, AEVATAR_DEDUPE_WINDOW_S)"
-
-
-def prune_interval_s(window_s: int) -> float:
-    """How often a processor forgets what left its window: every minute, or sooner for a short window."""
-    return min(60.0, window_s / 4)

@@ -26,6 +26,25 @@ def test_an_input_older_than_the_window_is_stale() -> None:
     assert "AEVATAR_DEDUPE_WINDOW_S" in stale_reason("request", 604800)
 
 
+def test_ids_read_back_are_added_oldest_first_and_never_in_the_future() -> None:
+    window = IdWindow(window_ms=1_000)
+    window.add_all({"late": 5_000, "early": 100, "middle": 400}, now_ms=1_000)
+    assert list(window) == ["early", "middle", "late"]
+    assert window.prune(now_ms=1_450) == ["early", "middle"]  # "late" counts from now, not from 5 000
+    assert window.prune(now_ms=2_001) == ["late"]
+
+
+def test_a_due_prune_runs_at_most_once_per_interval() -> None:
+    window = IdWindow(window_ms=400)  # interval: a quarter of the window, 100 ms
+    window.add("a", 0)
+    assert window.prune_due(now_ms=50) == []  # the first one runs (nothing is old yet)
+    window.add("b", 60)
+    assert window.prune_due(now_ms=420) == ["a"]
+    assert window.prune_due(now_ms=470) == []  # "b" is old by now, but the last prune was 50 ms ago
+    assert window.prune_due(now_ms=520) == ["b"]
+    assert IdWindow(window_ms=7 * 24 * 3600 * 1000).prune_interval_ms == 60_000
+
+
 def test_adding_an_id_again_keeps_its_latest_time() -> None:
     window = IdWindow(window_ms=1_000)
     window.add("a", 100)
