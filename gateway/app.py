@@ -30,6 +30,7 @@ from gateway.languages import LanguageSource
 from gateway.live import LiveView
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.ratelimit import RateLimiter
+from gateway.stream_slots import StreamSlots
 from gateway.view import ExecutionRecord
 from processors.policy import DEFAULT_POLICY, Policy
 from processors.rules import Rejection, validate
@@ -69,6 +70,11 @@ class Services:
     follow_logs: Callable[[str, int, Callable[[], bool]], AsyncIterator[LogChunk | None]] | None = None
     clock: Callable[[], float] = time.monotonic
     tracer: Tracer = field(default_factory=lambda: Tracer("aevatar-gateway"))
+    stream_slots: StreamSlots | None = None  # None: from the settings
+
+    def __post_init__(self) -> None:
+        if self.stream_slots is None:
+            self.stream_slots = StreamSlots(self.settings.sse_max_streams, self.settings.sse_max_streams_per_tenant)
 
     @property
     def topics(self) -> Topics:
@@ -263,7 +269,13 @@ def _sse(event: str, data: Any, event_id: str | None = None) -> ServerSentEvent:
 
 async def stream_logs(request: Request) -> Response:
     services = _services(request)
-    record = _record(request, guard(request))
+    principal = guard(request)
+    record = _record(request, principal)
+    assert services.stream_slots is not None
+    slot = services.stream_slots.reserve(principal.tenant)
+    if isinstance(slot, str):
+        services.metrics.rate_limited.inc()
+        raise ApiError(429, "too_many_streams", f"{slot}; retry once one ends", None, {"Retry-After": "5"})
     cursor = logstream.LogCursor.parse(request.headers.get("last-event-id"))
     follow = services.follow_logs
     assert follow is not None
@@ -275,6 +287,8 @@ async def stream_logs(request: Request) -> Response:
         return current is not None and current.finished
 
     async def events() -> AsyncIterator[ServerSentEvent]:
+        assert services.stream_slots is not None and not isinstance(slot, str)
+        services.stream_slots.started(slot)
         services.metrics.log_streams.inc()
         try:
             last_state: State | None = None
@@ -294,6 +308,7 @@ async def stream_logs(request: Request) -> Response:
             if final is not None:
                 yield _sse("end", final.execution(), cursor.event_id)
         finally:
+            services.stream_slots.release(slot)
             services.metrics.log_streams.dec()
 
     return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})

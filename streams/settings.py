@@ -56,6 +56,9 @@ class Settings:
     # Webhooks connect only to public addresses (gateway/egress.py); true lets them reach loopback and
     # private networks too, for a development receiver on the same host.
     webhook_allow_private: bool = False
+    # Live log streams (SSE) open at once, in all and per tenant (gateway/stream_slots.py); more get 429.
+    sse_max_streams: int = 64
+    sse_max_streams_per_tenant: int = 8
     # What the gateway's view keeps of finished executions (gateway/view.py, Retention): the oldest
     # finished go first once any bound is passed. A dropped one answers 404; its result stays on
     # sandbox.results. At start the view reads only the last view_retention_s of both topics.

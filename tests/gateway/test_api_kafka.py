@@ -273,3 +273,26 @@ async def test_languages_metrics_and_openapi(settings: Settings) -> None:
         create = document["components"]["schemas"]["ExecutionCreate"]
         assert create["required"] == ["language", "code"] and create["additionalProperties"] is False
         assert set(document["paths"]) >= {"/v1/executions", "/v1/executions/{id}/logs", "/v1/languages", "/readyz"}
+
+
+async def test_live_log_streams_are_bounded_per_tenant(settings: Settings) -> None:
+    async with running_gateway(settings, sse_max_streams_per_tenant=2) as gw, Feeder(settings) as feed:
+        await feed.run_to("long-1", State.STARTED)  # runs, and does not end while the streams are open
+        async with asyncio.timeout(10):
+            while (await gw.client.get("/v1/executions/long-1")).status_code != 200:
+                await asyncio.sleep(0.05)
+        async with (
+            gw.client.stream("GET", "/v1/executions/long-1/logs") as first,
+            gw.client.stream("GET", "/v1/executions/long-1/logs") as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            async with gw.client.stream("GET", "/v1/executions/long-1/logs") as third:
+                assert third.status_code == 429 and third.headers["retry-after"] == "5"
+                await third.aread()
+            assert error_of(third)["code"] == "too_many_streams"
+        async with asyncio.timeout(10):  # the two ended: a new one is served
+            while True:
+                async with gw.client.stream("GET", "/v1/executions/long-1/logs") as again:
+                    if again.status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
