@@ -9,14 +9,14 @@ never silently dropped.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from bench.http1 import Http1Client, HttpError
 from streams import kafka
 from streams.client import SandboxClient, new_request
 from streams.records import ExecutionRequest, ExecutionResult, RequestLimits
@@ -83,25 +83,26 @@ def _check_result(result: ExecutionResult, expected_stdout: str) -> tuple[bool, 
 
 
 class Http:
-    """POST /v1/executions?wait=true on one keep-alive client."""
+    """POST /v1/executions?wait=true on keep-alive connections (bench/http1.py: a lean client)."""
 
     def __init__(self, base_url: str, timeout_s: float = 120.0) -> None:
-        limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits)
+        self.client = Http1Client(base_url, timeout_s)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     async def run(self, body: dict[str, Any], expected_stdout: str = HELLO_OUT) -> tuple[Sample, dict[str, Any]]:
+        encoded = json.dumps(body).encode()
         sent, sent_ms = time.monotonic(), wall_ms()
         try:
-            response = await self.client.post("/v1/executions", params={"wait": "true"}, json=body)
+            response = await self.client.post_json("/v1/executions?wait=true", encoded)
             latency = time.monotonic() - sent
-            data: dict[str, Any] = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            data: dict[str, Any] = json.loads(response.body)
+        except (HttpError, ValueError) as exc:
             return Sample(sent, time.monotonic() - sent, 0, False, f"{type(exc).__name__}: {exc}"), {}
-        if response.status_code != 200:
-            return Sample(sent, latency, 0, False, f"HTTP {response.status_code}: {response.text[:200]}"), data
+        if response.status != 200:
+            text = response.body[:200].decode(errors="replace")
+            return Sample(sent, latency, 0, False, f"HTTP {response.status}: {text}"), data
         ok, detail = _check_http(data, expected_stdout)
         run_ms = int(data.get("timings", {}).get("run_ms", 0))
         return Sample(sent, latency, run_ms, ok, detail, str(data.get("id", "")), sent_ms, wall_ms()), data
