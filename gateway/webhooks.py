@@ -24,7 +24,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from gateway import signature
 from gateway.audit import logger
-from gateway.egress import webhook_client
+from gateway.egress import EgressRefused, webhook_client
 from gateway.view import execution_from_result
 from streams import kafka
 from streams.codec import CodecError
@@ -215,6 +215,7 @@ class WebhookDispatcher:
                 headers["traceparent"] = trace.child().traceparent
             status: int | None = None
             error: str | None = None
+            refused = False
             try:
                 async with asyncio.timeout(timeout_s):
                     response = await http.post(result.callback_url, content=body, headers=headers, timeout=timeout_s)
@@ -223,8 +224,9 @@ class WebhookDispatcher:
                     error = f"HTTP {status}"
             except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                refused = isinstance(exc.__cause__, EgressRefused)  # the address policy: no retry helps
             duration_ms = int((time.monotonic() - started) * 1000)
-            last = number >= self.settings.webhook_max_attempts
+            last = refused or number >= self.settings.webhook_max_attempts
             wait_ms = backoff_ms(
                 number, base_ms=self.settings.webhook_backoff_base_ms, cap_ms=self.settings.webhook_backoff_cap_ms
             )
