@@ -184,6 +184,10 @@ class View:
         self._records: dict[str, ExecutionRecord] = {}
         # The finished executions in the order they finished here, with the output bytes each holds.
         self._finished: OrderedDict[str, int] = OrderedDict()
+        # The unfinished ones in the order they were first seen, with when: one still unfinished a
+        # whole retention age later never will be (a run ends within its wall time, or as ERROR
+        # when its lease runs out), e.g. a resubmitted id that validation deduplicated.
+        self._open: OrderedDict[str, int] = OrderedDict()
         self._output_bytes = 0
         self.evicted = 0
 
@@ -196,10 +200,11 @@ class View:
     def get(self, execution_id: str) -> ExecutionRecord | None:
         return self._records.get(execution_id)
 
-    def _record(self, execution_id: str) -> ExecutionRecord:
+    def _record(self, execution_id: str, seen_at_ms: int) -> ExecutionRecord:
         record = self._records.get(execution_id)
         if record is None:
             record = self._records[execution_id] = ExecutionRecord(execution_id)
+            self._open[execution_id] = seen_at_ms
         return record
 
     def submitted(
@@ -213,7 +218,7 @@ class View:
         trace_id: str | None = None,
     ) -> ExecutionRecord:
         """A request this gateway produced: known (as REQUESTED) before its first event comes back."""
-        record = self._record(execution_id)
+        record = self._record(execution_id, created_at_ms)
         if record.machine is None and record.result is None:
             record.tenant, record.language, record.created_at_ms = tenant, language, created_at_ms
             record.callback_url = callback_url
@@ -224,7 +229,7 @@ class View:
     def fold_event(self, event: ExecutionEvent) -> ExecutionRecord | None:
         """Apply one event: the record it changed (even if retention dropped it from the view at once),
         or None for a duplicate, a replay or an impossible transition."""
-        record = self._record(event.execution_id)
+        record = self._record(event.execution_id, event.at_ms)
         if event.seq in record.pending:
             return None
         record.pending[event.seq] = event
@@ -252,7 +257,7 @@ class View:
 
     def fold_result(self, result: ExecutionResult) -> ExecutionRecord | None:
         """Record the final result: the record (even if retention dropped it at once), or None if known."""
-        record = self._record(result.id)
+        record = self._record(result.id, result.finished_at_ms)
         if record.result == result:
             return None
         record.result = result
@@ -272,16 +277,25 @@ class View:
 
     def _held(self, record: ExecutionRecord) -> None:
         """Count a finished record (again, when its result replaces its terminal event), then evict."""
+        self._open.pop(record.id, None)
         size = record.output_bytes()
         self._output_bytes += size - self._finished.pop(record.id, 0)
         self._finished[record.id] = size
         self.prune(record.finished_at_ms)
 
     def prune(self, now_ms: int) -> int:
-        """Drop the oldest finished executions while any bound of the retention is exceeded."""
+        """Drop the oldest finished executions while any bound of the retention is exceeded, and
+        the unfinished ones first seen longer than the retention age ago."""
         dropped = 0
         keep = self.retention
         oldest_kept_ms = now_ms - keep.max_age_ms
+        while self._open:
+            execution_id, seen_at_ms = next(iter(self._open.items()))
+            if seen_at_ms >= oldest_kept_ms:
+                break
+            del self._open[execution_id]
+            self._records.pop(execution_id, None)
+            dropped += 1
         while self._finished:
             execution_id, size = next(iter(self._finished.items()))
             record = self._records.get(execution_id)

@@ -60,17 +60,28 @@ def test_a_result_replaces_its_terminal_events_copy_of_the_output() -> None:
     assert record.execution().stdout == "x" * MIB
 
 
-def test_the_count_bound_and_age_bound_drop_only_finished_executions() -> None:
+def test_the_count_bound_and_age_bound_drop_the_oldest_finished_executions() -> None:
     view = View(Retention(max_executions=3, max_age_ms=10_000))
-    for event in events_to_end("running", 0, 0)[:5]:  # STARTED, never finished
+    for event in events_to_end("running", 5_000, 0)[:5]:  # STARTED, not finished
         view.fold_event(event)
     for i in range(5):
         view.fold_result(result(f"r{i}", 1_000 + i))
     assert [e.id for e in view if e.finished] == ["r2", "r3", "r4"]
     assert view.prune(now_ms=11_004) == 2  # r2 and r3 finished more than 10 s before
-    assert [e.id for e in view] == ["running", "r4"]
-    assert view.prune(now_ms=10**12) == 1
-    assert [e.id for e in view] == ["running"]  # an unfinished execution is never dropped
+    assert [e.id for e in view] == ["running", "r4"]  # the running one is only 6 s old
+
+
+def test_an_execution_unfinished_for_a_whole_retention_age_is_dropped() -> None:
+    view = View(Retention(max_age_ms=10_000))
+    # A request the gateway produced whose events never come (e.g. an id validation had deduplicated).
+    view.submitted("stuck", tenant="t", language="python", created_at_ms=1_000, callback_url=None)
+    for event in events_to_end("late", 2_000, 0)[:5]:
+        view.fold_event(event)
+    assert view.prune(now_ms=11_000) == 0
+    assert view.prune(now_ms=11_001) == 1 and view.get("stuck") is None
+    for event in events_to_end("late", 2_000, 0)[5:]:
+        view.fold_event(event)  # it finished in time: it now counts as finished, from its finish
+    assert view.prune(now_ms=12_001) == 1 and view.get("late") is None and len(view) == 0
 
 
 @settings(max_examples=60, deadline=None)
