@@ -13,7 +13,7 @@ import typer
 from streams.broker import ManagedBroker
 from streams.errors import StreamsError
 from streams.settings import Settings
-from streams.topics import create_topics
+from streams.topics import create_topics, delete_prefixed_topics
 
 app = typer.Typer(
     name="aevatar-sandbox",
@@ -99,6 +99,20 @@ def topics_create() -> None:
     for r in reports:
         verb = "created" if r.created else "exists "
         typer.echo(f"{verb} {r.name:<36} partitions={r.partitions} cleanup.policy={r.configs['cleanup.policy']}")
+
+
+@topics_app.command("delete")
+@clear_errors
+def topics_delete(
+    prefix: str = typer.Argument(help="delete every topic whose name starts with this prefix (never empty)"),
+) -> None:
+    """Delete the topics of one prefix: what a killed test run or benchmark left on the broker."""
+    if not prefix:
+        fail("refusing an empty prefix: that would name the platform's own topics")
+    gone = asyncio.run(delete_prefixed_topics(settings().with_prefix(prefix)))
+    for name in gone:
+        typer.echo(f"deleted {name}")
+    typer.echo(f"{len(gone)} topic(s) with prefix {prefix!r} deleted")
 
 
 def _register_optional() -> None:

@@ -101,6 +101,22 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=180, check=False)
 
 
+async def test_topics_delete_removes_one_prefix_only_and_refuses_an_empty_one(settings: Settings) -> None:
+    """What a killed test run leaves (its prefixed topics) goes; nothing outside the prefix does."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
+    names = [spec.name(settings.topic_prefix) for spec in CATALOG]
+    assert set(names) <= set(await read_topic_configs(settings, names))
+    refused = await asyncio.to_thread(_cli, "topics", "delete", "", env=env)
+    assert refused.returncode == 1 and "refusing an empty prefix" in refused.stderr
+    done = await asyncio.to_thread(_cli, "topics", "delete", settings.topic_prefix, env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(CATALOG)} topic(s) with prefix {settings.topic_prefix!r} deleted" in done.stdout
+    deleted = sorted(line.split()[1] for line in done.stdout.splitlines() if line.startswith("deleted "))
+    assert deleted == sorted(names)
+    again = await asyncio.to_thread(_cli, "topics", "delete", settings.topic_prefix, env=env)
+    assert again.returncode == 0 and "0 topic(s)" in again.stdout
+
+
 def test_kafka_cli_start_twice_status_stop(tmp_path: Path, kafka_settings: Settings) -> None:
     """A second managed broker on its own ports and data dir, driven only through the CLI."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
