@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.api_types import Event, Execution, Timings, Truncated, Usage
+from processors.window import IdWindow
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult, RunOutcome
 from streams.states import ExecutionState, Limit, State, Transition, TransitionError, apply
@@ -187,7 +188,7 @@ class View:
         # The unfinished ones in the order they were first seen, with when: one still unfinished a
         # whole retention age later never will be (a run ends within its wall time, or as ERROR
         # when its lease runs out), e.g. a resubmitted id that validation deduplicated.
-        self._open: OrderedDict[str, int] = OrderedDict()
+        self._open = IdWindow(self.retention.max_age_ms)
         self._output_bytes = 0
         self.evicted = 0
 
@@ -204,7 +205,7 @@ class View:
         record = self._records.get(execution_id)
         if record is None:
             record = self._records[execution_id] = ExecutionRecord(execution_id)
-            self._open[execution_id] = seen_at_ms
+            self._open.add(execution_id, seen_at_ms)
         return record
 
     def submitted(
@@ -277,7 +278,7 @@ class View:
 
     def _held(self, record: ExecutionRecord) -> None:
         """Count a finished record (again, when its result replaces its terminal event), then evict."""
-        self._open.pop(record.id, None)
+        self._open.discard(record.id)
         size = record.output_bytes()
         self._output_bytes += size - self._finished.pop(record.id, 0)
         self._finished[record.id] = size
@@ -289,11 +290,7 @@ class View:
         dropped = 0
         keep = self.retention
         oldest_kept_ms = now_ms - keep.max_age_ms
-        while self._open:
-            execution_id, seen_at_ms = next(iter(self._open.items()))
-            if seen_at_ms >= oldest_kept_ms:
-                break
-            del self._open[execution_id]
+        for execution_id in self._open.prune(now_ms):
             self._records.pop(execution_id, None)
             dropped += 1
         while self._finished:

@@ -36,6 +36,9 @@ class IdWindow:
         for execution_id, at_ms in sorted(times.items(), key=lambda item: item[1]):
             self.add(execution_id, min(at_ms, now_ms))
 
+    def discard(self, execution_id: str) -> None:
+        self._at.pop(execution_id, None)
+
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._at
 
