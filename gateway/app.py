@@ -271,11 +271,13 @@ async def stream_logs(request: Request) -> Response:
     services = _services(request)
     principal = guard(request)
     record = _record(request, principal)
-    assert services.stream_slots is not None
-    slot = services.stream_slots.reserve(principal.tenant)
+    slots = services.stream_slots
+    assert slots is not None
+    slot = slots.reserve(principal.tenant)
     if isinstance(slot, str):
         services.metrics.rate_limited.inc()
         raise ApiError(429, "too_many_streams", f"{slot}; retry once one ends", None, {"Retry-After": "5"})
+    reserved = slot
     cursor = logstream.LogCursor.parse(request.headers.get("last-event-id"))
     follow = services.follow_logs
     assert follow is not None
@@ -287,8 +289,7 @@ async def stream_logs(request: Request) -> Response:
         return current is not None and current.finished
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        assert services.stream_slots is not None and not isinstance(slot, str)
-        services.stream_slots.started(slot)
+        slots.started(reserved)
         services.metrics.log_streams.inc()
         try:
             last_state: State | None = None
@@ -308,7 +309,7 @@ async def stream_logs(request: Request) -> Response:
             if final is not None:
                 yield _sse("end", final.execution(), cursor.event_id)
         finally:
-            services.stream_slots.release(slot)
+            slots.release(reserved)
             services.metrics.log_streams.dec()
 
     return EventSourceResponse(events(), ping=15, headers={"Cache-Control": "no-store"})

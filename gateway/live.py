@@ -212,12 +212,8 @@ class LiveView:
                 await asyncio.sleep(0.05)  # the group-less subscription assigns on the first metadata update
         # Only what the view would still hold: from the first record of the retention window on.
         since_ms = time.time_ns() // 1_000_000 - self.view.retention.max_age_ms
-        found = await consumer.offsets_for_times({tp: since_ms for tp in assignment})
         ends = await consumer.end_offsets(list(assignment))
-        for tp in assignment:
-            at = found.get(tp)
-            consumer.seek(tp, at.offset if at is not None else ends[tp])
-        behind = {tp for tp, end in ends.items() if end > 0 and (found.get(tp) is not None)}
+        behind = await kafka.seek_since(consumer, assignment, ends, since_ms)
         while behind:
             batch = await consumer.getmany(*behind, timeout_ms=500, max_records=2000)
             for records in batch.values():

@@ -101,15 +101,8 @@ async def read_to_end(
             return []
         consumer_.assign(tps)
         ends = await consumer_.end_offsets(tps)
-        if since_ms is None:
-            await consumer_.seek_to_beginning(*tps)
-        else:
-            found = await consumer_.offsets_for_times({tp: since_ms for tp in tps})
-            for tp in tps:
-                at = found.get(tp)
-                consumer_.seek(tp, at.offset if at is not None else ends[tp])
         out: list[ConsumerRecord[bytes, bytes]] = []
-        remaining = {tp for tp in tps if ends[tp] > 0 and await consumer_.position(tp) < ends[tp]}
+        remaining = await seek_since(consumer_, tps, ends, since_ms)
         while remaining:
             batch = await consumer_.getmany(*remaining, timeout_ms=1000)
             for records in batch.values():
@@ -120,6 +113,28 @@ async def read_to_end(
         return out
     finally:
         await consumer_.stop()
+
+
+async def seek_since(
+    consumer_: AIOKafkaConsumer,
+    tps: Iterable[TopicPartition],
+    ends: dict[TopicPartition, int],
+    since_ms: int | None,
+) -> set[TopicPartition]:
+    """Position the partitions at their start, or at their first record stamped `since_ms` or later
+    (at the end when there is none); return those with records left to read up to `ends`."""
+    tps = list(tps)
+    if since_ms is None:
+        await consumer_.seek_to_beginning(*tps)
+        return {tp for tp in tps if ends[tp] > 0}
+    found = await consumer_.offsets_for_times({tp: since_ms for tp in tps})
+    behind: set[TopicPartition] = set()
+    for tp in tps:
+        at = found.get(tp)
+        consumer_.seek(tp, at.offset if at is not None else ends[tp])
+        if at is not None and at.offset < ends[tp]:
+            behind.add(tp)
+    return behind
 
 
 async def latest_records(
