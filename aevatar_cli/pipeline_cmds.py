@@ -14,6 +14,7 @@ from typing import Annotated
 import structlog
 import typer
 
+from processors.express import Express
 from processors.runner import ROLES, run_roles
 from runtime.errors import RuntimeSandboxError
 from streams.broker import ManagedBroker
@@ -111,10 +112,11 @@ def up(
         raise typer.Exit(1) from None
 
     also: list[Callable[[], Awaitable[None]]] = []
+    express = Express()  # the gateway hands its requests to the processors here (processors/express.py)
     if gateway:
         from gateway.server import serve
 
-        also.append(lambda: serve(settings))
+        also.append(lambda: serve(settings, express=express))
 
     def ready() -> None:
         where = [
@@ -128,7 +130,11 @@ def up(
         typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
 
     try:
-        asyncio.run(_until_signal(lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready)))
+        asyncio.run(
+            _until_signal(
+                lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready, express=express)
+            )
+        )
     except (StreamsError, RuntimeSandboxError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

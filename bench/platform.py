@@ -14,6 +14,7 @@ import sys
 import structlog
 
 from gateway.server import serve
+from processors.express import Express
 from processors.runner import ROLES, default_backend, run_roles
 from streams.settings import Settings
 
@@ -32,7 +33,16 @@ async def main() -> None:
     def ready() -> None:
         print("platform-ready", flush=True)
 
-    await run_roles(settings, list(ROLES), stop=stop, backend=backend, also=[lambda: serve(settings)], on_ready=ready)
+    express = Express()
+    await run_roles(
+        settings,
+        list(ROLES),
+        stop=stop,
+        backend=backend,
+        also=[lambda: serve(settings, express=express)],
+        on_ready=ready,
+        express=express,
+    )
 
 
 if __name__ == "__main__":

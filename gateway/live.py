@@ -139,6 +139,13 @@ class LiveView:
         self._notify(execution_id, changed)
         return True
 
+    def fold_written(self, event: ExecutionEvent) -> None:
+        """A transition an executor in this process has just written (acknowledged): folded now,
+        ahead of its copy from the consumer, which is then a duplicate (processors/express.py)."""
+        changed = self.view.fold_event(event)
+        if changed is not None:
+            self._notify(event.execution_id, changed)
+
     def _trace_from_headers(self, record: ExecutionRecord | None, message: ConsumerRecord[bytes, bytes]) -> None:
         """A result carries its trace in its traceparent header (the record itself has no field for it)."""
         if record is not None and record.trace_id is None:

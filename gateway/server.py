@@ -24,6 +24,7 @@ from gateway.live import LiveView
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import RateLimiter
 from gateway.webhooks import WebhookDispatcher
+from processors.express import Express
 from runtime.languages import LANGUAGES
 from streams import kafka
 from streams.records import LogChunk
@@ -35,15 +36,26 @@ REACHABLE_CACHE_S = 1.0
 
 
 class KafkaSink:
-    """The RecordSink over an aiokafka producer; `reachable` asks the cluster for metadata, cached briefly."""
+    """The RecordSink over an aiokafka producer; `reachable` asks the cluster for metadata, cached briefly.
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    With `express`, each record, once the broker has it, is also offered to the processors of this
+    process (processors/express.py), so that validation need not fetch a request back.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, express: Express | None = None) -> None:
         self.producer = producer
+        self.express = express
         self._checked_at = -REACHABLE_CACHE_S
         self._reachable = False
+        self._log = logger("aevatar.gateway.sink")
 
     async def send(self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]] | None = None) -> None:
-        await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
+        metadata = await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
+        if self.express is not None:
+            try:
+                await self.express.written(kafka.as_read(metadata, key.encode(), value, headers))
+            except Exception:  # the record is on the broker: its consumer takes it the usual way
+                self._log.exception("express hand-off failed", topic=topic)
 
     async def reachable(self) -> bool:
         now = time.monotonic()
@@ -85,8 +97,12 @@ async def serve(
     ready: asyncio.Event | None = None,
     languages: LanguageSource | None = None,
     on_started: Callable[[uvicorn.Server], None] | None = None,
+    express: Express | None = None,
 ) -> None:
-    """Serve the gateway until cancelled. `ready` is set once the view is rebuilt and the port is bound."""
+    """Serve the gateway until cancelled. `ready` is set once the view is rebuilt and the port is bound.
+
+    `express`: the processors running in this process, which take its requests in process.
+    """
     log = logger("aevatar.gateway")
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys)
     check_binding(settings.gateway_host, keys)
@@ -103,6 +119,8 @@ async def serve(
     server_task: asyncio.Task[None] | None = None
     try:
         live = LiveView(settings)
+        if express is not None:
+            express.view = live.fold_written
         dispatcher = WebhookDispatcher(settings, producer, on_attempt=metrics.on_webhook_attempt)
         tasks = [asyncio.create_task(live.run(), name="gateway-view")]
         tasks.append(asyncio.create_task(dispatcher.run(), name="gateway-webhooks"))
@@ -112,7 +130,7 @@ async def serve(
 
         services = Services(
             settings=settings,
-            sink=KafkaSink(producer),
+            sink=KafkaSink(producer, express),
             live=live,
             languages=languages or HostProbe(),
             keys=keys,

@@ -17,7 +17,7 @@ import abc
 import asyncio
 import collections
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -80,6 +80,13 @@ class BatchProcessor(abc.ABC):
         )
         self._commit_wanted = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        # A producer shared with the other stages of this process (processors/express.py), started
+        # and stopped by whoever made it; None: this worker has its own.
+        self.shared_producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        # One record at a time: the loop holds it for a whole batch, an express hand-off for its record.
+        self._lock = asyncio.Lock()
+        self._failed: Exception | None = None  # an express hand-off that failed: the loop stops with it
 
     # -- what a processor defines ---------------------------------------------------------------
     @abc.abstractmethod
@@ -96,10 +103,11 @@ class BatchProcessor(abc.ABC):
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> None:
-        consumer = kafka.consumer(self.settings, group_id=self.group_id)
+        self._consumer = consumer = kafka.consumer(self.settings, group_id=self.group_id)
         consumer.subscribe(self.inputs)
-        self._producer = kafka.producer(self.settings)
-        await self._producer.start()
+        self._producer = self.shared_producer or kafka.producer(self.settings)
+        if self.shared_producer is None:
+            await self._producer.start()
         await consumer.start()
         committer = asyncio.create_task(self._commit_loop(consumer))
         try:
@@ -107,27 +115,72 @@ class BatchProcessor(abc.ABC):
                 batch = await consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=MAX_BATCH_RECORDS)
                 if committer.done():
                     committer.result()  # a send failed for good: stop; the next owner redoes the batch
-                assignment = frozenset(consumer.assignment())
-                if assignment != self._assigned:
-                    await self._settle()
-                    await self.on_assigned({tp.partition for tp in assignment})
-                    self._assigned = assignment
-                offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-                for tp, records in batch.items():
-                    for record in records:
-                        await self.handle(record)
-                    offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
-                await self.after_batch()
-                if offsets or self._sent:
-                    self._to_commit.append((asyncio.gather(*self._sent), offsets))
-                    self._sent = []
-                    self._commit_wanted.set()
+                if self._failed is not None:
+                    raise self._failed
+                async with self._lock:
+                    await self._handle_batch(consumer, batch)
         finally:
+            self._assigned = None  # no more express hand-offs
             committer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await committer
             await consumer.stop()
-            await self._producer.stop()
+            if self.shared_producer is None:
+                await self._producer.stop()
+
+    async def _handle_batch(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        assignment = frozenset(consumer.assignment())
+        if assignment != self._assigned:
+            self._assigned = None  # no express hand-offs while the state is rebuilt
+            await self._settle()
+            await self.on_assigned({tp.partition for tp in assignment})
+            self._assigned = assignment
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, records in batch.items():
+            for record in records:
+                await self.handle(record)
+            offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+        await self.after_batch()
+        if offsets or self._sent:
+            self._to_commit.append((asyncio.gather(*self._sent), offsets))
+            self._sent = []
+            self._commit_wanted.set()
+
+    async def take_express(self, topic: str, execution_id: str, work: Callable[[], Awaitable[bool]]) -> bool:
+        """Do `work` for a record handed over in process (processors/express.py), between batches, if
+        this worker owns the record's partition of `topic`; `work` says whether it took the record
+        (False: it had it already). False: not taken here; the record comes through the consumer.
+
+        If the work fails, this worker stops as if its loop had failed, since its state may be
+        half-changed; the next owner rebuilds it and reads the record from the broker.
+        """
+        async with self._lock:
+            if self._failed is not None or not self.owns(topic, execution_id):
+                return False
+            try:
+                took = await work()
+            except Exception as exc:
+                log.exception("express_failed", stage=self.stage, id=execution_id)
+                self._failed = exc
+                return False
+            if took:
+                self.metrics.express_handoffs.labels(self.stage).inc()
+            return took
+
+    def owns(self, topic: str, execution_id: str) -> bool:
+        """Whether the consumer group gave this worker the partition of `topic` that holds the execution.
+
+        False while the worker is not running or rebuilds its state for a new assignment.
+        """
+        if self._consumer is None or self._assigned is None:
+            return False
+        partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            return False
+        partition = kafka.execution_partitioner(execution_id.encode(), partitions, partitions)
+        return TopicPartition(topic, partition) in self._assigned
 
     async def _settle(self) -> None:
         """Wait until everything produced so far is on the broker (before state is read back)."""

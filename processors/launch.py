@@ -13,7 +13,9 @@ import functools
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -157,7 +159,40 @@ class Executor:
         self._commit_wanted = asyncio.Event()
         self._committed: dict[TopicPartition, int] = {}
         self._producer: AIOKafkaProducer | None = None
+        # A producer shared with validation and scheduling in this process (processors/express.py),
+        # for a launch's SCHEDULED and STARTED only: they go to the broker in one request with what
+        # those stages wrote on the run's way here. Everything else goes by this executor's own
+        # producer, so that a run's output and its end never queue behind the other stages' writes.
+        self.shared_producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._serving = False
+        # Called with each transition this executor wrote, once the broker has it, when someone in
+        # this process reads them (the gateway's view; processors/express.py).
+        self.on_written: Callable[[ExecutionEvent], None] | None = None
+
+    async def offer(
+        self, scheduled: ExecutionEvent, trace: TraceContext, written: Sequence[asyncio.Future[Any]]
+    ) -> bool:
+        """A launch from the scheduler in this process (processors/express.py): taken if a slot is free.
+
+        `written`: the acknowledgements of what was written on the run's way here; the program starts
+        only once they and its STARTED are on the broker. False: not taken (send it to the topic).
+        """
+        if not self._serving:
+            return False
+        if f"{scheduled.execution_id}:{scheduled.seq}" in self.launched or scheduled.execution_id in self.taken:
+            return True  # taken here already, or another attempt of it runs here: never two at once
+        if self._free <= 0:
+            return False
+        try:
+            request = scheduled.decoded_request()
+        except (CodecError, ValueError):
+            return False  # the topic's taker dead-letters it
+        if scheduled.state is not State.SCHEDULED or request is None:
+            return False
+        self.metrics.express_handoffs.labels(STAGE).inc()
+        await self._start(scheduled, request, trace, None, written)
+        return True
 
     async def run(self) -> None:
         self._producer = kafka.producer(self.settings)
@@ -167,6 +202,7 @@ class Executor:
         consumer.subscribe([self.topics.launches], listener=_Revocations(self))
         await self._producer.start()
         await consumer.start()
+        self._serving = True
         helpers = [
             asyncio.create_task(self._watch_cancellations()),
             asyncio.create_task(self._commit_loop()),
@@ -180,8 +216,13 @@ class Executor:
                         task.result()
                 for tp, records in batch.items():
                     for record in records:
+                        if self._free <= 0:
+                            # Launches taken in process used the slots meanwhile: read this one again later.
+                            consumer.seek(tp, record.offset)
+                            break
                         await self._take(tp, record)
         finally:
+            self._serving = False
             for task in helpers:
                 task.cancel()
             for task in list(self._tasks):
@@ -213,17 +254,47 @@ class Executor:
                 log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
             self._finished_at_once(tp, record.offset)
             return
-        self.launched.add(key)
-        self.taken.add(scheduled.execution_id)
         self._offsets.take(tp, record.offset)
-        self._free -= 1
-        if self._free == 0:
-            self._slot_free.clear()
-        parent = resolve(record.headers, request.trace_id)
         owned = functools.partial(self._owned, tp, record.offset)
-        task = asyncio.create_task(self._launch_traced(scheduled, request, parent, owned))
+        await self._start(scheduled, request, resolve(record.headers, request.trace_id), owned)
+
+    async def _start(
+        self,
+        scheduled: ExecutionEvent,
+        request: ExecutionRequest,
+        parent: TraceContext,
+        owned: Callable[[], None] | None,
+        written: Sequence[asyncio.Future[Any]] = (),
+    ) -> None:
+        """Take a slot for the launch, hand its SCHEDULED (again) and STARTED to the producer, and run
+        it in a task of its own. The records are handed over before this returns, so those of launches
+        taken together (a batch, an express hand-off) go to the broker in one request."""
+        execution_id = scheduled.execution_id
+        self.launched.add(f"{execution_id}:{scheduled.seq}")
+        self.taken.add(execution_id)
+        self._free -= 1
+        if self._free <= 0:
+            self._slot_free.clear()
+        once = _Once(owned)
+        trace, end_span = self.tracer.start(STAGE, parent, execution_id=execution_id)
+        try:
+            with bound(execution_id, scheduled.tenant, trace):
+                announced = await self._announce(scheduled, trace)
+        except Exception:
+            log.exception("launch_failed", id=execution_id)
+            end_span()
+            self._release(execution_id, once)
+            return
+        task = asyncio.create_task(self._launch_traced(scheduled, request, trace, end_span, once, written, announced))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _release(self, execution_id: str, owned: Callable[[], None]) -> None:
+        """The launch is over here (it ran, or could not start): its slot is free again."""
+        owned()
+        self.taken.discard(execution_id)
+        self._free += 1
+        self._slot_free.set()
 
     def _finished_at_once(self, tp: TopicPartition, offset: int) -> None:
         """A launch done with without a run (dead-lettered or skipped): its offset may commit soon."""
@@ -269,33 +340,49 @@ class Executor:
             self._committed.pop(tp, None)
 
     async def _launch_traced(
-        self, scheduled: ExecutionEvent, request: ExecutionRequest, parent: TraceContext, owned: Callable[[], None]
+        self,
+        scheduled: ExecutionEvent,
+        request: ExecutionRequest,
+        trace: TraceContext,
+        end_span: Callable[[], None],
+        owned: Callable[[], None],
+        written: Sequence[asyncio.Future[Any]],
+        announced: _Announced,
     ) -> None:
-        once = _Once(owned)
         try:
-            span = self.tracer.span(STAGE, parent, execution_id=scheduled.execution_id)
-            with span as trace, bound(scheduled.execution_id, scheduled.tenant, trace):
-                await self.launch(scheduled, request, trace, once)
+            with bound(scheduled.execution_id, scheduled.tenant, trace):
+                await self.launch(scheduled, request, trace, owned, written, announced)
         except Exception:
             log.exception("launch_failed", id=scheduled.execution_id)
         finally:
-            once()
-            self.taken.discard(scheduled.execution_id)
-            self._free += 1
-            self._slot_free.set()
+            end_span()
+            self._release(scheduled.execution_id, owned)
 
     async def _send(
-        self, topic: str, key: bytes, value: bytes, trace: TraceContext | None = None, *, wait: bool = False
-    ) -> None:
-        assert self._producer is not None
+        self, topic: str, key: bytes, value: bytes, trace: TraceContext | None = None, *, shared: bool = False
+    ) -> asyncio.Future[Any]:
+        """Hand one record to the producer (`shared`: the one shared in this process, if there is one);
+        the future returned resolves once the broker has it."""
+        producer = (self.shared_producer if shared else None) or self._producer
+        assert producer is not None
         headers = trace.headers() if trace is not None else None
-        delivered = await self._producer.send(topic, value, key=key, headers=headers)
-        if wait:
-            await delivered
+        delivered: asyncio.Future[Any] = await producer.send(topic, value, key=key, headers=headers)
+        return delivered
 
-    async def _emit(self, event: ExecutionEvent, trace: TraceContext | None, *, wait: bool = False) -> None:
-        await self._send(self.topics.events, event.key, event.encode(), trace, wait=wait)
+    async def _emit(
+        self, event: ExecutionEvent, trace: TraceContext | None, *, shared: bool = False
+    ) -> asyncio.Future[Any]:
+        delivered = await self._send(self.topics.events, event.key, event.encode(), trace, shared=shared)
         log_transition(STAGE, event)
+        return delivered
+
+    async def _confirmed(
+        self, event: ExecutionEvent, delivered: asyncio.Future[Any], written: Sequence[asyncio.Future[Any]] = ()
+    ) -> None:
+        """Return once the broker has the transition (and everything `written` before it)."""
+        await asyncio.gather(delivered, *written)
+        if self.on_written is not None:
+            self.on_written(event)
 
     def _event(self, scheduled: ExecutionEvent, seq: int, state: State, **fields: object) -> ExecutionEvent:
         return ExecutionEvent(
@@ -311,39 +398,56 @@ class Executor:
             **fields,  # type: ignore[arg-type]
         )
 
+    async def _announce(self, scheduled: ExecutionEvent, trace: TraceContext | None) -> _Announced:
+        """Hand the launch's SCHEDULED (again) and its STARTED to the producer, or CANCELLED if it was
+        cancelled already; nothing is awaited from the broker here.
+
+        The scheduler sends a launch without waiting for its SCHEDULED to be on sandbox.events: the
+        same SCHEDULED goes again here, ahead of what follows it on the same partition, so the next
+        transition's acknowledgement says the SCHEDULED is there too (a second copy of a transition
+        is a duplicate every reader skips, and compaction keeps one).
+        """
+        await self._send(self.topics.events, scheduled.key, scheduled.encode(), trace, shared=True)
+        if scheduled.execution_id in self.cancelled:
+            cancelled = self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started")
+            return _Announced(None, await self._emit(cancelled, trace, shared=True))
+        started_at = now_ms()
+        started = self._event(
+            scheduled,
+            scheduled.seq + 1,
+            State.STARTED,
+            started_at_ms=started_at,
+            lease_until_ms=started_at + self.settings.lease_ms,
+        )
+        return _Announced(started, await self._emit(started, trace, shared=True))
+
     async def launch(
         self,
         scheduled: ExecutionEvent,
         request: ExecutionRequest,
         trace: TraceContext | None = None,
         owned: Callable[[], None] | None = None,
+        written: Sequence[asyncio.Future[Any]] = (),
+        announced: _Announced | None = None,
     ) -> None:
+        """Run one launch: SCHEDULED again and STARTED (unless `announced` already), the program once
+        they and everything `written` on its way here are on the broker, then its terminal transition."""
         execution_id = scheduled.execution_id
-        # The scheduler sends a launch without waiting for its SCHEDULED to be on sandbox.events: the
-        # same SCHEDULED goes again here, ahead of what follows it on the same partition, so the
-        # next transition's acknowledgement says the SCHEDULED is there too (a second copy of a
-        # transition is a duplicate every reader skips, and compaction keeps one).
-        await self._send(self.topics.events, scheduled.key, scheduled.encode(), trace)
-        if execution_id in self.cancelled:
-            await self._emit(
-                self._event(scheduled, scheduled.seq + 1, State.CANCELLED, reason="cancelled before it started"),
-                trace,
-            )
-            return
-        started_at = now_ms()
-        lease_until = started_at + self.settings.lease_ms
-        started = self._event(
-            scheduled, scheduled.seq + 1, State.STARTED, started_at_ms=started_at, lease_until_ms=lease_until
-        )
-        await self._emit(started, trace, wait=True)
+        if announced is None:
+            announced = await self._announce(scheduled, trace)
+        started = announced.started
+        if started is None:
+            return  # cancelled before it started
+        await self._confirmed(started, announced.delivered, written)
         if owned is not None:
             owned()
+        started_at = started.started_at_ms
         if execution_id in self.cancelled:
             # Its cancellation came while the STARTED was on its way (the backend had no run to kill).
             cancelled = self._event(
                 scheduled, started.seq + 1, State.CANCELLED, reason="cancelled before it ran", started_at_ms=started_at
             )
-            await self._emit(cancelled, trace, wait=True)
+            await self._confirmed(cancelled, await self._emit(cancelled, trace))
             return
         renew = asyncio.create_task(self._renew_lease(started))
         self.running.add(execution_id)
@@ -370,9 +474,12 @@ class Executor:
             self.running.discard(execution_id)
             self.metrics.executor_runs.dec()
             renew.cancel()
+        try:
+            # The terminal transition goes to the producer before anything else gets the loop.
+            await self._confirmed(terminal, await self._emit(terminal, trace))
+        finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await renew
-        await self._emit(terminal, trace, wait=True)
 
     def _log_sink(self, scheduled: ExecutionEvent, trace: TraceContext | None):  # type: ignore[no-untyped-def]
         async def sink(chunk: OutputChunk) -> None:
@@ -424,11 +531,20 @@ class Executor:
             await consumer.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class _Announced:
+    """A launch's STARTED handed to the producer (None: it was cancelled before it started, and its
+    CANCELLED was), with the acknowledgement of that transition."""
+
+    started: ExecutionEvent | None
+    delivered: asyncio.Future[Any]
+
+
 class _Once:
     """Calls its function the first time it is called, and never again."""
 
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn: Callable[[], None] | None = fn
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        self._fn = fn
 
     def __call__(self) -> None:
         fn, self._fn = self._fn, None

@@ -85,6 +85,14 @@ class ProcessorMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.express_handoffs = Counter(
+            "sandbox_express_handoffs_total",
+            "Records a stage took in process from the stage before it instead of from the broker "
+            "(processors/express.py), by the stage that took them: validation (requests from the "
+            "gateway), scheduling (VALIDATED transitions), launch (launches).",
+            ["stage"],
+            registry=self.registry,
+        )
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_validation(self, duration_s: float) -> None:

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 import structlog
 
 from processors import completion, launch, scheduling, validation
+from processors.express import Express, connect
 from processors.metrics import LagSampler, ProcessorMetrics, consumed_topics, serve_metrics
 from processors.policy import DEFAULT_POLICY, Policy
 from runtime.types import Backend
 
 if TYPE_CHECKING:
     from runtime.local import LocalBackend
+from streams import kafka
 from streams.settings import Settings
 from streams.topics import create_topics
 from streams.tracing import Tracer
@@ -87,8 +89,12 @@ async def run_roles(
     also: Sequence[Callable[[], Awaitable[None]]] = (),
     on_ready: Callable[[], None] | None = None,
     metrics: ProcessorMetrics | None = None,
+    express: Express | None = None,
 ) -> None:
     """Run the given roles until `stop` is set or one of them fails.
+
+    With `settings.express`, the roles hand records to each other in process (processors/express.py);
+    `express` is how a gateway in `also` hands them its requests.
 
     With `settings.metrics_port`, the process serves its metrics (the processors' and the runtime's
     registries) on that port and samples its consumer groups' lag.
@@ -101,14 +107,22 @@ async def run_roles(
     metrics = metrics or ProcessorMetrics()
     tracer = Tracer("aevatar-processors", settings.otlp_endpoint)
     jobs: list[Callable[[], Awaitable[None]]] = list(also)
+    executor = validator = scheduler = None
     if "launch" in roles:
         backend = backend or await make_backend(settings)
         executor = launch.Executor(settings, backend, settings.executor_slots, metrics=metrics, tracer=tracer)
         jobs.append(executor.run)
     if "validation" in roles:
-        jobs.append(validation.Validation(settings, policy, known_languages(), metrics=metrics, tracer=tracer).run)
+        validator = validation.Validation(settings, policy, known_languages(), metrics=metrics, tracer=tracer)
+        jobs.append(validator.run)
     if "scheduling" in roles:
-        jobs.append(scheduling.Scheduling(settings, metrics=metrics, tracer=tracer).run)
+        scheduler = scheduling.Scheduling(settings, metrics=metrics, tracer=tracer)
+        jobs.append(scheduler.run)
+    shared = None
+    if settings.express:
+        if sum(stage is not None for stage in (validator, scheduler, executor)) > 1:
+            shared = kafka.producer(settings)
+        connect(express, validator, scheduler, executor, shared)
     if "completion" in roles:
         jobs.append(completion.Completion(settings, metrics=metrics, tracer=tracer).run)
     if settings.metrics_port:
@@ -120,8 +134,13 @@ async def run_roles(
             )
         )
         jobs.append(LagSampler(settings, consumed_topics(settings, roles), metrics).run)
-    tasks = [asyncio.create_task(_named(job)) for job in jobs]
+    tasks: list[asyncio.Task[None]] = []
+    shared_started = False
     try:
+        if shared is not None:
+            await shared.start()
+            shared_started = True
+        tasks = [asyncio.create_task(_named(job)) for job in jobs]
         roles_ready.set()
         log.info("roles_started", roles=list(roles), prefix=settings.topic_prefix)
         if on_ready is not None:
@@ -138,6 +157,8 @@ async def run_roles(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if shared is not None and shared_started:
+            await shared.stop()
         if backend is not None:
             await backend.close()
         tracer.shutdown()

@@ -21,8 +21,10 @@ its consumer group as standbys; each would then enforce the capacity over the pa
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import ConsumerRecord
@@ -39,6 +41,9 @@ from streams.settings import Settings
 from streams.states import State
 from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer, resolve
+
+if TYPE_CHECKING:
+    from processors.launch import Executor
 
 log = structlog.get_logger()
 STAGE = "scheduling"
@@ -59,6 +64,15 @@ def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
         reason=emit.reason,
         request=entry.request if carries_request else None,
     )
+
+
+def _trace_id(event: ExecutionEvent) -> str | None:
+    """The trace id in the request a VALIDATED carries (None if none, or an unreadable one)."""
+    try:
+        request = event.decoded_request()
+    except CodecError:
+        return None
+    return request.trace_id if request else None
 
 
 def trace_id_of(entry: Entry) -> str | None:
@@ -94,6 +108,31 @@ class Scheduling(BatchProcessor):
         # Finished entries are kept (so that a replayed VALIDATED cannot queue them again) for the
         # dedupe window, then forgotten and deleted from the queue topic (processors/window.py).
         self.finished = IdWindow(settings.dedupe_window_s * 1000)
+        # The executor in this process, which takes launches in process (processors/express.py);
+        # None: launches go to sandbox.launches only.
+        self.executor: Executor | None = None
+        # For each execution on its way to a launch in process: the acknowledgements of what was
+        # written for it so far (by validation, if it came express, and here), which the executor
+        # awaits with its STARTED before the program runs.
+        self._written: dict[str, list[asyncio.Future[Any]]] = {}
+
+    async def express_validated(
+        self, event: ExecutionEvent, trace: TraceContext, written: Sequence[asyncio.Future[Any]]
+    ) -> bool:
+        """A VALIDATED that validation in this process has just sent (`written`: its acknowledgement
+        and those before it): queued now if its partition is this worker's. Its copy from the consumer
+        is then a duplicate."""
+        execution_id = event.execution_id
+
+        async def queue() -> bool:
+            if execution_id in self.scheduler.entries:
+                return False  # its copy came through the consumer first
+            if self.executor is not None:
+                self._written[execution_id] = list(written)
+            await self._validated(event, trace)
+            return True
+
+        return await self.take_express(self.topics.events, execution_id, queue)
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Rebuild the queue of exactly the assigned partitions (everything produced is on the broker)."""
@@ -104,6 +143,7 @@ class Scheduling(BatchProcessor):
         self.finished.add_all({entry.execution_id: at_ms for entry, at_ms in loaded if entry.done}, now_ms())
         await self._forget_finished(self.finished.prune(now_ms()))
         self.traces.clear()
+        self._written.clear()
         log.info(
             "scheduler_loaded",
             partitions=sorted(partitions),
@@ -147,22 +187,8 @@ class Scheduling(BatchProcessor):
                 # Beyond the window a finished entry may be forgotten: queueing it could run it again.
                 await self.dead_letter(record, stale_reason("VALIDATED event", self.settings.dedupe_window_s))
                 return
-            try:
-                request = event.decoded_request()
-            except CodecError:
-                request = None
-            self.traces[execution_id] = resolve(record.headers, request.trace_id if request else None)
-            await self._carry_out(
-                scheduler.on_validated(
-                    execution_id,
-                    seq=event.seq,
-                    tenant=event.tenant,
-                    priority=request.priority if request else 0,
-                    max_attempts=event.max_attempts,
-                    created_at_ms=request.created_at_ms if request else event.at_ms,
-                    request=event.request,
-                )
-            )
+            if execution_id not in scheduler.entries:
+                await self._validated(event, resolve(record.headers, _trace_id(event)))
         elif event.state is State.STARTED:
             scheduler.on_started(execution_id, event.seq, event.lease_until_ms)
             if execution_id in scheduler.entries:
@@ -176,28 +202,64 @@ class Scheduling(BatchProcessor):
         if event.state.terminal:
             self.traces.pop(execution_id, None)
 
-    async def _persist(self, entry: Entry) -> None:
-        await self.send(self.topics.scheduler_queue, entry.execution_id.encode(), dump_entry(entry))
+    async def _validated(self, event: ExecutionEvent, trace: TraceContext) -> None:
+        """Queue a new execution (and schedule what fits)."""
+        try:
+            request = event.decoded_request()
+        except CodecError:
+            request = None
+        self.traces[event.execution_id] = trace
+        await self._carry_out(
+            self.scheduler.on_validated(
+                event.execution_id,
+                seq=event.seq,
+                tenant=event.tenant,
+                priority=request.priority if request else 0,
+                max_attempts=event.max_attempts,
+                created_at_ms=request.created_at_ms if request else event.at_ms,
+                request=event.request,
+            )
+        )
+
+    async def _persist(self, entry: Entry) -> asyncio.Future[Any]:
+        written = await self.send(self.topics.scheduler_queue, entry.execution_id.encode(), dump_entry(entry))
         if entry.done and entry.execution_id not in self.finished:
             self.finished.add(entry.execution_id, now_ms())
+        return written
+
+    async def _launch_here(self, emit: Emit, event: ExecutionEvent, trace: TraceContext) -> bool:
+        """Hand a launch to the executor in this process, if it has a free slot (processors/express.py).
+
+        It is not written to sandbox.launches then: no other executor may take it. Should this process
+        die before the run's STARTED is on the broker, the lease term of the SCHEDULED runs out and the
+        launch is sent again (`Scheduler.expire`), as for a launch lost in a crash. A resent launch
+        always goes to the topic.
+        """
+        written = self._written.pop(event.execution_id, [])
+        if self.executor is None or emit.resend:
+            return False
+        return await self.executor.offer(event, trace, written)
 
     async def _carry_out(self, emits: list[Emit]) -> None:
         for emit in emits:
-            await self._persist(emit.entry)
+            entry_written = await self._persist(emit.entry)
             event = event_for(emit, now_ms())
             execution_id = event.execution_id
             parent = self.traces.get(execution_id) or TraceContext.new(trace_id_of(emit.entry))
             span = self.tracer.span(STAGE, parent, execution_id=execution_id, state=event.state.value)
             with span as trace, bound(execution_id, event.tenant, trace):
                 encoded = event.encode()
-                await self.send(self.topics.events, event.key, encoded, trace=trace)
+                written = await self.send(self.topics.events, event.key, encoded, trace=trace)
                 log_transition(STAGE, event)
-                if emit.state is State.SCHEDULED:
-                    # The launch goes right behind its SCHEDULED, without waiting for the broker to
-                    # have it: the executor that takes the launch writes the same SCHEDULED again,
-                    # ahead of its STARTED, so no run starts unless its SCHEDULED is on the topic.
+                if self.executor is not None:
+                    self._written.setdefault(execution_id, []).extend([entry_written, written])
+                # The launch goes right behind its SCHEDULED, without waiting for the broker to have
+                # it: the executor that takes the launch writes the same SCHEDULED again, ahead of its
+                # STARTED, so no run starts unless its SCHEDULED is on the topic.
+                if emit.state is State.SCHEDULED and not await self._launch_here(emit, event, trace):
                     await self.send(self.topics.launches, execution_id.encode(), encoded, trace=trace)
             if emit.entry.done or event.state.terminal:
+                self._written.pop(execution_id, None)
                 self.traces.pop(execution_id, None)
             else:
                 self.traces[execution_id] = trace

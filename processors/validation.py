@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka import ConsumerRecord
@@ -24,6 +24,9 @@ from streams.settings import Settings
 from streams.states import State
 from streams.topics import Topics
 from streams.tracing import Tracer, resolve
+
+if TYPE_CHECKING:
+    from processors.scheduling import Scheduling
 
 log = structlog.get_logger()
 # Rejections by the static policy (as opposed to a malformed request): security events.
@@ -92,6 +95,24 @@ class Validation(BatchProcessor):
         self.policy = policy
         self.languages = languages
         self.seen = IdWindow(settings.dedupe_window_s * 1000)
+        # The scheduling worker in this process, which takes VALIDATED transitions in process
+        # (processors/express.py); None: it reads them back from sandbox.events.
+        self.next_stage: Scheduling | None = None
+
+    async def express(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """A request the gateway in this process has just written (acknowledged): handled now if its
+        partition is this worker's; its copy from the consumer is then skipped as seen."""
+        execution_id = (record.key or b"").decode()
+        if record.topic not in self.inputs:
+            return False
+
+        async def validate_now() -> bool:
+            if execution_id in self.seen:
+                return False  # its copy came through the consumer first
+            await self.handle(record)
+            return True
+
+        return await self.take_express(record.topic, execution_id, validate_now)
 
     async def on_assigned(self, partitions: set[int]) -> None:
         self.seen = await read_seen(self.settings, partitions)
@@ -131,12 +152,16 @@ class Validation(BatchProcessor):
             if isinstance(verdict, Rejection) and verdict.code in POLICY_CODES:
                 log.warning("security_policy_rejected", code=verdict.code, field=verdict.field)
             sent = []
-            for event in request_events(raw, request, verdict, at):
+            events = request_events(raw, request, verdict, at)
+            for event in events:
                 sent.append(await self.send(self.topics.events, event.key, event.encode(), trace=trace))
                 log_transition(self.stage, event)
             # The mark goes out once both transitions are on the broker: a mark means they are there.
             self.track(asyncio.ensure_future(self._mark_seen(request.id, sent)))
             self.metrics.on_validation(time.perf_counter() - started)
+            if self.next_stage is not None and events[-1].state is State.VALIDATED:
+                # Whatever the scheduler launches from it waits for these to be on the broker too.
+                await self.next_stage.express_validated(events[-1], trace, sent)
 
     async def _mark_seen(self, execution_id: str, transitions: list[asyncio.Future[Any]]) -> None:
         await asyncio.gather(*transitions)

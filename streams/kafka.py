@@ -12,6 +12,7 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.structs import RecordMetadata
 
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -30,6 +31,25 @@ def execution_partitioner(key_bytes: bytes, all_partitions: Sequence[int], avail
     """Partition by the execution id part of a key: "<id>:<seq>" and "<id>" go to the same partition."""
     execution_id = key_bytes.decode(errors="replace").split(":", 1)[0]
     return sorted(all_partitions)[partition_for(execution_id, len(all_partitions))]
+
+
+def as_read(
+    metadata: RecordMetadata, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
+) -> ConsumerRecord[bytes, bytes]:
+    """A record just written (`metadata`: its acknowledgement) as a consumer would read it back."""
+    return ConsumerRecord(
+        topic=metadata.topic,
+        partition=metadata.partition,
+        offset=metadata.offset,
+        timestamp=metadata.timestamp,
+        timestamp_type=metadata.timestamp_type,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key) if key is not None else -1,
+        serialized_value_size=len(value) if value is not None else -1,
+        headers=tuple(headers or ()),
+    )
 
 
 def producer(settings: Settings, *, transactional_id: str | None = None) -> AIOKafkaProducer:

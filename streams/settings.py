@@ -101,6 +101,10 @@ class Settings:
     # still share the next one. Measured (bench/README.md): 0 vs 2 ms, sequential p50 -8 ms, a burst
     # of 600 -7% results/s; 60 s at the target rate kept up with both.
     kafka_linger_ms: int = 0
+    # Processors that share a process (the embedded default, `worker all`) hand records straight to
+    # the next stage there instead of waiting to fetch them back from the broker; everything is still
+    # written to Kafka (processors/express.py). false: every hand-off goes through the broker.
+    express: bool = True
     # Observability.
     metrics_port: int = 0  # a worker's own /metrics port (AEVATAR_METRICS_PORT); 0 = not served
     metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container

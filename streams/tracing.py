@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,10 @@ def resolve(headers: Any, trace_id: str | None) -> TraceContext:
     return TraceContext.new(trace_id)
 
 
+def _nothing() -> None:
+    """The end of a span nobody records."""
+
+
 class Tracer:
     """Stage spans for one process. `otlp_endpoint` None: no SDK, no exporter, no cost beyond a span id."""
 
@@ -126,18 +130,38 @@ class Tracer:
             yield parent.child()
             return
         from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-        remote = SpanContext(
-            trace_id=int(parent.trace_id, 16),
-            span_id=int(parent.span_id, 16),
-            is_remote=True,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT),
-        )
-        context = trace.set_span_in_context(NonRecordingSpan(remote))
+        context = trace.set_span_in_context(self._remote(parent))
         with self._tracer.start_as_current_span(name, context=context, attributes=attributes) as span:
             own = span.get_span_context()
             yield TraceContext(parent.trace_id, format(own.span_id, "016x"), parent.sampled)
+
+    def start(
+        self, name: str, parent: TraceContext, **attributes: str | int | bool
+    ) -> tuple[TraceContext, Callable[[], None]]:
+        """A span begun now, child of `parent`, ended by calling the function returned with its context
+        (from any task: it is never the current span)."""
+        if self._tracer is None:
+            return parent.child(), _nothing
+        from opentelemetry import trace
+
+        context = trace.set_span_in_context(self._remote(parent))
+        span = self._tracer.start_span(name, context=context, attributes=attributes)
+        own = span.get_span_context()
+        return TraceContext(parent.trace_id, format(own.span_id, "016x"), parent.sampled), span.end
+
+    @staticmethod
+    def _remote(parent: TraceContext) -> Any:
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id=int(parent.trace_id, 16),
+                span_id=int(parent.span_id, 16),
+                is_remote=True,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED if parent.sampled else TraceFlags.DEFAULT),
+            )
+        )
 
     def shutdown(self) -> None:
         """Flush the spans not yet exported (a no-op with the exporter off)."""

@@ -51,9 +51,11 @@ SESSION_UID_BASE = 64000 + 16 * (os.getpid() % 200)
 
 
 class WorkerProcess:
-    """`aevatar-sandbox worker ROLES` as a real subprocess, for the settings' topic prefix."""
+    """`aevatar-sandbox worker ROLES` (or `aevatar-sandbox up`) as a real subprocess, for the settings' topic prefix."""
 
-    def __init__(self, settings: Settings, roles: tuple[str, ...], log_path: str, env: dict[str, str]) -> None:
+    def __init__(
+        self, settings: Settings, roles: tuple[str, ...], log_path: str, env: dict[str, str], command: str = "worker"
+    ) -> None:
         import subprocess
         import sys
         from pathlib import Path
@@ -76,7 +78,7 @@ class WorkerProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(exe), "worker", *roles], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+            [str(exe), command, *roles], env=full_env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def kill(self) -> None:
@@ -108,12 +110,18 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Start worker subprocesses: start_worker(settings, "all", env={...}); all are stopped at teardown."""
+    """Start worker subprocesses: start_worker(settings, "all", env={...}); all are stopped at teardown.
+
+    start_worker(settings, command="up", env={...}) runs the embedded default instead (gateway included).
+    """
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, *roles: str, env: dict[str, str] | None = None) -> WorkerProcess:
+    def start(
+        settings: Settings, *roles: str, env: dict[str, str] | None = None, command: str = "worker"
+    ) -> WorkerProcess:
         log_dir = tmp_path_factory.mktemp("worker")
-        worker = WorkerProcess(settings, roles or ("all",), str(log_dir / "worker.log"), env or {})
+        roles = roles or (("all",) if command == "worker" else ())
+        worker = WorkerProcess(settings, roles, str(log_dir / "worker.log"), env or {}, command)
         started.append(worker)
         return worker
 

@@ -178,10 +178,11 @@ async def test_one_trace_id_from_the_http_request_through_every_processor_to_the
     execution_id = execution["id"]
     topics = Topics(settings.topic_prefix)
 
-    # Every record about it on every topic carries a traceparent header in the caller's trace.
+    # Every record about it on every topic carries a traceparent header in the caller's trace. (Its
+    # launch is on sandbox.launches only if the executor did not take it in process: express.py.)
     for topic in (topics.requests, topics.events, topics.launches, topics.logs, topics.results):
         records = [r for r in await read_all(settings, topic) if r.key and r.key.decode().split(":")[0] == execution_id]
-        assert records, topic
+        assert records or topic == topics.launches, topic
         for record in records:
             found = from_headers(record.headers)
             assert found is not None and found.trace_id == caller.trace_id, (topic, record.headers)
