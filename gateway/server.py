@@ -38,8 +38,10 @@ REACHABLE_CACHE_S = 1.0
 class KafkaSink:
     """The RecordSink over an aiokafka producer; `reachable` asks the cluster for metadata, cached briefly.
 
-    With `express`, each record, once the broker has it, is also offered to the processors of this
-    process (processors/express.py), so that validation need not fetch a request back.
+    With `express` (processors running in this process), records go through the producer the
+    processors share, and each is offered to them at once (processors/express.py): a request's
+    transitions up to its STARTED then reach the broker in the same request as the request itself.
+    `send` returns once the broker has the record, as without.
     """
 
     def __init__(self, producer: AIOKafkaProducer, express: Express | None = None) -> None:
@@ -50,12 +52,15 @@ class KafkaSink:
         self._log = logger("aevatar.gateway.sink")
 
     async def send(self, topic: str, value: bytes, key: str, headers: list[tuple[str, bytes]] | None = None) -> None:
-        metadata = await self.producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
-        if self.express is not None:
+        express = self.express
+        producer = express.producer if express is not None and express.producer is not None else self.producer
+        delivered = await producer.send(topic, value, key=key.encode(), headers=headers)
+        if express is not None:
             try:
-                await self.express.written(kafka.as_read(metadata, key.encode(), value, headers))
-            except Exception:  # the record is on the broker: its consumer takes it the usual way
+                await express.written(kafka.as_read(topic, key.encode(), value, headers), delivered)
+            except Exception:  # its consumer takes it the usual way
                 self._log.exception("express hand-off failed", topic=topic)
+        await delivered
 
     async def reachable(self) -> bool:
         now = time.monotonic()

@@ -7,7 +7,7 @@ stage that writes a record the next stage *in this process* would consume also h
 once:
 
     gateway ──request──► validation ──VALIDATED──► scheduling ──launch──► executor ─┐
-            (after its ack)         (at once)                 (in a free slot)         │
+            (at once)               (at once)                 (in a free slot)         │
     gateway's view ◄──STARTED, terminal (after their ack)─────────────────────────────┘
 
 What does not change:
@@ -30,8 +30,9 @@ counts them by the stage that took them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
@@ -48,13 +49,15 @@ class Express:
 
     def __init__(self) -> None:
         self.validation: Validation | None = None
+        self.producer: AIOKafkaProducer | None = None  # the one the stages here share
         self.view: Callable[[ExecutionEvent], object] | None = None  # the gateway's, when it runs here
 
-    async def written(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """A record the gateway here has just written (acknowledged): True if a stage here took it."""
+    async def written(self, record: ConsumerRecord[bytes, bytes], delivered: asyncio.Future[Any]) -> bool:
+        """A record the gateway here has just handed to the producer (`delivered`: its acknowledgement,
+        which the program's start waits for): True if a stage here took it."""
         if self.validation is None:
             return False
-        return await self.validation.express(record)
+        return await self.validation.express(record, [delivered])
 
     def transition_written(self, event: ExecutionEvent) -> None:
         """A transition the executor here wrote, now on the broker: the gateway's view folds it at once."""
@@ -84,5 +87,6 @@ def connect(
         validation.next_stage = scheduling
     if express is not None:
         express.validation = validation
+        express.producer = producer
         if executor is not None:
             executor.on_written = express.transition_written

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -99,9 +99,10 @@ class Validation(BatchProcessor):
         # (processors/express.py); None: it reads them back from sandbox.events.
         self.next_stage: Scheduling | None = None
 
-    async def express(self, record: ConsumerRecord[bytes, bytes]) -> bool:
-        """A request the gateway in this process has just written (acknowledged): handled now if its
-        partition is this worker's; its copy from the consumer is then skipped as seen."""
+    async def express(self, record: ConsumerRecord[bytes, bytes], written: Sequence[asyncio.Future[Any]]) -> bool:
+        """A request the gateway in this process has just handed to the producer (`written`: its
+        acknowledgement): handled now if its partition is this worker's; its copy from the consumer
+        is then skipped as seen."""
         execution_id = (record.key or b"").decode()
         if record.topic not in self.inputs:
             return False
@@ -109,7 +110,7 @@ class Validation(BatchProcessor):
         async def validate_now() -> bool:
             if execution_id in self.seen:
                 return False  # its copy came through the consumer first
-            await self.handle(record)
+            await self.handle(record, written)
             return True
 
         return await self.take_express(record.topic, execution_id, validate_now)
@@ -122,7 +123,9 @@ class Validation(BatchProcessor):
         """Forget the ids taken longer ago than the dedupe window."""
         self.seen.prune_due(now_ms())
 
-    async def handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def handle(self, record: ConsumerRecord[bytes, bytes], written: Sequence[asyncio.Future[Any]] = ()) -> None:
+        """`written`: acknowledgements that what follows from this request must wait for (an express
+        request's own)."""
         raw = record.value or b""
         if self.seen.stale(record.timestamp, now_ms()):
             # Beyond the window its id may be forgotten: running it could run a request a second time.
@@ -161,7 +164,7 @@ class Validation(BatchProcessor):
             self.metrics.on_validation(time.perf_counter() - started)
             if self.next_stage is not None and events[-1].state is State.VALIDATED:
                 # Whatever the scheduler launches from it waits for these to be on the broker too.
-                await self.next_stage.express_validated(events[-1], trace, sent)
+                await self.next_stage.express_validated(events[-1], trace, [*written, *sent])
 
     async def _mark_seen(self, execution_id: str, transitions: list[asyncio.Future[Any]]) -> None:
         await asyncio.gather(*transitions)

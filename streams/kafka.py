@@ -12,7 +12,6 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.metadata import MetadataRequest
-from aiokafka.structs import RecordMetadata
 
 from streams.settings import Settings
 from streams.topics import MAX_MESSAGE_BYTES
@@ -34,15 +33,16 @@ def execution_partitioner(key_bytes: bytes, all_partitions: Sequence[int], avail
 
 
 def as_read(
-    metadata: RecordMetadata, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
+    topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
 ) -> ConsumerRecord[bytes, bytes]:
-    """A record just written (`metadata`: its acknowledgement) as a consumer would read it back."""
+    """A record handed to a producer just now, as a consumer would read it (its partition and offset
+    are not known yet: -1)."""
     return ConsumerRecord(
-        topic=metadata.topic,
-        partition=metadata.partition,
-        offset=metadata.offset,
-        timestamp=metadata.timestamp,
-        timestamp_type=metadata.timestamp_type,
+        topic=topic,
+        partition=-1,
+        offset=-1,
+        timestamp=time.time_ns() // 1_000_000,
+        timestamp_type=0,  # CreateTime, as our producers write
         key=key,
         value=value,
         checksum=None,
