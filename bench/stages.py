@@ -19,13 +19,13 @@ from streams.topics import Topics
 
 # (name, from point, to point); "sent", "end" (the first terminal event) and "received" are not states.
 HOPS: tuple[tuple[str, str, str], ...] = (
-    ("client → REQUESTED (produce, validation consumes)", "sent", "REQUESTED"),
+    ("client → REQUESTED (validation takes the request)", "sent", "REQUESTED"),
     ("REQUESTED → VALIDATED", "REQUESTED", "VALIDATED"),
-    ("VALIDATED → QUEUED (events topic → scheduler)", "VALIDATED", "QUEUED"),
+    ("VALIDATED → QUEUED (the scheduler takes it)", "VALIDATED", "QUEUED"),
     ("QUEUED → SCHEDULED", "QUEUED", "SCHEDULED"),
-    ("SCHEDULED → STARTED (launches topic → executor)", "SCHEDULED", "STARTED"),
-    ("STARTED → terminal (the backend's run)", "STARTED", "end"),
-    ("terminal → result at the client (completion txn, reader)", "end", "received"),
+    ("SCHEDULED → STARTED (an executor takes the launch)", "SCHEDULED", "STARTED"),
+    ("STARTED → terminal (its ack, then the backend's run)", "STARTED", "end"),
+    ("terminal → result at the client (its ack, or the completion txn)", "end", "received"),
     ("total", "sent", "received"),
 )
 
