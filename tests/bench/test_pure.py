@@ -32,4 +32,4 @@ def test_hops_are_differences_of_consecutive_points() -> None:
     # "missing" has no events: it counts only in the total (sent → received), median of 50 and 10.
     assert [hops[name]["p50_ms"] for name, _, _ in HOPS] == [5, 0, 7, 1, 7, 20, 10, 30]
     assert hops["total"]["n"] == 2 and hops["REQUESTED → VALIDATED"]["n"] == 1
-    assert "| STARTED → terminal (the backend's run) | 20 |" in table({"phase": hops})
+    assert "| STARTED → terminal (its ack, then the backend's run) | 20 |" in table({"phase": hops})
