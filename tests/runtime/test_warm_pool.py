@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -181,6 +182,51 @@ async def test_a_warm_run_reports_errors_as_a_cold_run_does(pooled: LocalBackend
     assert b"_aevatar_boot" not in outcome.stderr
     exited = await pooled.run(_request("import sys\nsys.exit(7)"))
     assert exited.state is State.FAILED and exited.exit_code == 7
+
+
+# Programs whose end a program can see: the warm bootstrap leaves with _exit once it has done what
+# the interpreter's own exit does (runtime/warm_pool.py); each must end exactly as a cold run does.
+ENDINGS = {
+    "atexit": "import atexit\natexit.register(lambda: print('bye'))\nprint('hi')\n",
+    "thread": "import threading, time\ndef f():\n    time.sleep(0.2)\n    print('thread')\n"
+    "threading.Thread(target=f).start()\nprint('main')\n",
+    "daemon_thread": "import threading, time\nthreading.Thread(target=lambda: time.sleep(5), daemon=True).start()\n"
+    "print('left')\n",
+    "del": "class A:\n    def __del__(self):\n        print('del')\na = A()\nprint('x')\n",
+    "del_cycle": "class A:\n    def __del__(self):\n        print('cycle del')\na = A()\na.me = a\n",
+    "exit_message": "import sys\nprint('out')\nsys.exit('message')\n",
+    "exit_3": "import sys\nsys.exit(3)\n",
+    "exit_none": "exit()\n",
+    "exit_negative": "import sys\nsys.exit(-1)\n",
+    "exit_huge": "import sys\nsys.exit(2**70)\n",
+    "fdopen_unclosed": "import os\nf = os.fdopen(1, 'w')\nf.write('via fdopen\\n')\n",
+    "stdout_replaced": "import sys, io\nprint('before')\nsys.stdout = io.StringIO()\nprint('hidden')\n",
+    "stdout_closed": "import sys\nprint('a')\nsys.stdout.close()\n",
+    "atexit_raises": "import atexit\ndef boom():\n    raise ValueError('in atexit')\n"
+    "atexit.register(boom)\nprint('ok')\n",
+    "exception": "x = 1\n1/0\n",
+    "keyboard_interrupt": "raise KeyboardInterrupt\n",
+    "os_exit": "import os\nprint('buffered, lost')\nos._exit(4)\n",
+    "stderr_unterminated": "import sys\nsys.stderr.write('no newline')\n",
+    "big_output": "print('y' * 200000)\n",
+}
+
+
+def _ending(outcome: object) -> tuple[object, ...]:
+    o = outcome
+    fields = (o.state, o.exit_code, o.signal, o.stdout, o.stderr)  # type: ignore[attr-defined]
+    return tuple(re.sub(rb"0x[0-9a-f]+", b"0x?", f) if isinstance(f, bytes) else f for f in fields)
+
+
+@pytest.mark.parametrize("name", sorted(ENDINGS))
+async def test_a_warm_run_ends_as_a_cold_one(pooled: LocalBackend, name: str) -> None:
+    await _idle_one(pooled)
+    hits = warm_pool_count("python", hit=True)
+    warm = await pooled.run(_request(ENDINGS[name]))
+    assert warm_pool_count("python", hit=True) == hits + 1
+    other = Limits(**{**{f: getattr(SMALL, f) for f in Limits.__dataclass_fields__}, "memory_mib": 96})
+    cold = await pooled.run(_request(ENDINGS[name], limits=other))
+    assert _ending(warm) == _ending(cold)
 
 
 async def test_node_runs_warm(pooled: LocalBackend) -> None:
