@@ -37,6 +37,7 @@ from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
+Launch = ConsumerRecord[bytes, bytes]
 STAGE = "launch"
 # How long partitions being taken away wait for their starting launches to start (then commit).
 REVOKE_GRACE_S = 5.0
@@ -209,8 +210,7 @@ class Executor:
         ]
         try:
             while True:
-                await self._slot_free.wait()
-                batch = await consumer.getmany(timeout_ms=500, max_records=self._free)
+                batch = await self._next_launches(consumer)
                 for task in helpers:
                     if task.done():
                         task.result()
@@ -232,6 +232,19 @@ class Executor:
                     await task
             await consumer.stop()
             await self._producer.stop()
+
+    async def _next_launches(
+        self, consumer: AIOKafkaConsumer
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """Wait for a free slot, then fetch at most as many launches as there are free slots."""
+        while True:
+            await self._slot_free.wait()
+            if self._free > 0:
+                batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                batch = await consumer.getmany(timeout_ms=500, max_records=self._free)
+                return batch
+            # Launches taken in process got the slots between the wake-up and now: wait again.
+            self._slot_free.clear()
 
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
         try:

@@ -136,3 +136,31 @@ async def test_offer_takes_a_launch_only_while_serving_with_a_free_slot() -> Non
     assert await executor.offer(scheduled, trace, [])  # the same launch again: taken already, not twice
     await asyncio.gather(*executor._tasks)
     assert backend.runs == [scheduled.execution_id] and executor._free == 1
+
+
+class CountingConsumer:
+    """The one call the executor's fetch makes: records how many launches it asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        assert max_records > 0  # aiokafka refuses 0
+        self.asked.append(max_records)
+        return {}
+
+
+async def test_launches_are_fetched_only_while_a_slot_is_free() -> None:
+    # The slot freed by a finished run went to a launch taken in process before the executor's loop
+    # came round: it must wait again, not ask the broker for 0 launches (which raises).
+    executor, _ = _executor(RecordingBackend(), cancel_on_started=False)  # type: ignore[arg-type]
+    consumer = CountingConsumer()
+    executor._free = 0
+    executor._slot_free.set()
+
+    fetch = asyncio.create_task(executor._next_launches(consumer))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    assert not fetch.done() and consumer.asked == [] and not executor._slot_free.is_set()
+    executor._free = 2
+    executor._slot_free.set()
+    assert await asyncio.wait_for(fetch, 5) == {} and consumer.asked == [2]
