@@ -66,21 +66,13 @@ def event_for(emit: Emit, at_ms: int) -> ExecutionEvent:
     )
 
 
-def _trace_id(event: ExecutionEvent) -> str | None:
-    """The trace id in the request a VALIDATED carries (None if none, or an unreadable one)."""
-    try:
-        request = event.decoded_request()
-    except CodecError:
-        return None
-    return request.trace_id if request else None
-
-
-def trace_id_of(entry: Entry) -> str | None:
-    """The trace id in the request the entry holds (None if it holds none, or an unreadable one)."""
-    if entry.request is None:
+def trace_id_in(request: bytes | None) -> str | None:
+    """The trace id in an encoded request (a VALIDATED's, a queue entry's): None if there is none,
+    or it cannot be read."""
+    if request is None:
         return None
     try:
-        return ExecutionRequest.decode(entry.request).trace_id
+        return ExecutionRequest.decode(request).trace_id
     except (CodecError, ValueError):
         return None
 
@@ -188,7 +180,7 @@ class Scheduling(BatchProcessor):
                 await self.dead_letter(record, stale_reason("VALIDATED event", self.settings.dedupe_window_s))
                 return
             if execution_id not in scheduler.entries:
-                await self._validated(event, resolve(record.headers, _trace_id(event)))
+                await self._validated(event, resolve(record.headers, trace_id_in(event.request)))
         elif event.state is State.STARTED:
             scheduler.on_started(execution_id, event.seq, event.lease_until_ms)
             if execution_id in scheduler.entries:
@@ -245,7 +237,7 @@ class Scheduling(BatchProcessor):
             entry_written = await self._persist(emit.entry)
             event = event_for(emit, now_ms())
             execution_id = event.execution_id
-            parent = self.traces.get(execution_id) or TraceContext.new(trace_id_of(emit.entry))
+            parent = self.traces.get(execution_id) or TraceContext.new(trace_id_in(emit.entry.request))
             span = self.tracer.span(STAGE, parent, execution_id=execution_id, state=event.state.value)
             with span as trace, bound(execution_id, event.tenant, trace):
                 encoded = event.encode()
