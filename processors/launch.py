@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -37,7 +37,7 @@ from streams.topics import Topics
 from streams.tracing import TraceContext, Tracer, resolve
 
 log = structlog.get_logger()
-Launch = ConsumerRecord[bytes, bytes]
+Launch: TypeAlias = ConsumerRecord[bytes, bytes]  # a SCHEDULED event as sandbox.launches carries it
 STAGE = "launch"
 # How long partitions being taken away wait for their starting launches to start (then commit).
 REVOKE_GRACE_S = 5.0
@@ -181,8 +181,8 @@ class Executor:
         """
         if not self._serving:
             return False
-        if f"{scheduled.execution_id}:{scheduled.seq}" in self.launched or scheduled.execution_id in self.taken:
-            return True  # taken here already, or another attempt of it runs here: never two at once
+        if self._held_here(scheduled):
+            return True
         if self._free <= 0:
             return False
         try:
@@ -233,14 +233,12 @@ class Executor:
             await consumer.stop()
             await self._producer.stop()
 
-    async def _next_launches(
-        self, consumer: AIOKafkaConsumer
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    async def _next_launches(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Launch]]:
         """Wait for a free slot, then fetch at most as many launches as there are free slots."""
         while True:
             await self._slot_free.wait()
             if self._free > 0:
-                batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                batch: dict[TopicPartition, list[Launch]]
                 batch = await consumer.getmany(timeout_ms=500, max_records=self._free)
                 return batch
             # Launches taken in process got the slots between the wake-up and now: wait again.
@@ -259,17 +257,25 @@ class Executor:
             )
             self._finished_at_once(tp, record.offset)
             return
-        key = f"{scheduled.execution_id}:{scheduled.seq}"
-        if key in self.launched or scheduled.execution_id in self.taken:
-            if scheduled.execution_id in self.taken and key not in self.launched:
-                # Another attempt of this execution runs here already (a redelivered launch after a
-                # restart, raced by the retry of its expired lease): never two at once; its end ends both.
-                log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
+        if self._held_here(scheduled):
             self._finished_at_once(tp, record.offset)
             return
         self._offsets.take(tp, record.offset)
         owned = functools.partial(self._owned, tp, record.offset)
         await self._start(scheduled, request, resolve(record.headers, request.trace_id), owned)
+
+    def _held_here(self, scheduled: ExecutionEvent) -> bool:
+        """Whether this launch was taken here already, or another attempt of its execution runs here
+        (never two at once): either way it is not taken again."""
+        key = f"{scheduled.execution_id}:{scheduled.seq}"
+        if key in self.launched:
+            return True
+        if scheduled.execution_id in self.taken:
+            # Another attempt of this execution runs here already (a redelivered launch after a
+            # restart, raced by the retry of its expired lease): its end ends both.
+            log.warning("launch_skipped_running", id=scheduled.execution_id, seq=scheduled.seq)
+            return True
+        return False
 
     async def _start(
         self,
