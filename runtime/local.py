@@ -18,9 +18,9 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -41,7 +41,7 @@ from runtime.errors import (
 from runtime.languages import LANGUAGES, Language
 from runtime.metrics import COMPILE_CACHE_EVICTIONS, record_compile_cache
 from runtime.outcome import Evidence, KillReason, Verdict, classify, looks_like_setup_failure
-from runtime.reaper import reap, set_subreaper
+from runtime.reaper import exited, reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
 from runtime.warm_pool import BOOTS, PoolKey, WarmPool, WarmPoolConfig, payload
@@ -145,6 +145,10 @@ class _Warm:
     created_at: float
     uses: int = 0
     destroyed: bool = False
+    init_pid: int | None = None  # its sandbox's init, once the run is over: reaped by the teardown
+
+    def leave_init(self, pid: int) -> None:
+        self.init_pid = pid
 
     def alive(self) -> bool:
         return self.spawned.proc.returncode is None and not self.destroyed
@@ -229,7 +233,7 @@ class LocalBackend:
         self._bpf: bytes | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Outcome]] = set()
-        self._teardowns: set[asyncio.Task[None]] = set()
+        self._teardowns: set[asyncio.Future[object]] = set()
         self._probes: dict[str, _Probe] = {}
         self._probe_locks: dict[str, asyncio.Lock] = {}
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
@@ -468,23 +472,31 @@ class LocalBackend:
             handle.kill_reason = None
             started = time.monotonic()
             await self._deliver(sb.code_w, payload(request.code, request.args))
-            res = await self._watch(sb.spawned, sb.ws, request.limits, request.stdin, handle, on_output, sb.cg, started)
+            res = await self._watch(
+                sb.spawned, sb.ws, request.limits, request.stdin, handle, on_output, sb.cg, started, sb.leave_init
+            )
         except BaseException:
             handle.cgroup = None
             await self._tear_down_taken(sb)
             raise
         handle.cgroup = None
-        task = asyncio.create_task(self._tear_down_taken(sb))
-        self._teardowns.add(task)
-        task.add_done_callback(self._teardowns.discard)
+        self._in_background(self._tear_down_taken(sb))
         return _outcome(res, b"", 0)
 
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        """Clean-up that no outcome waits for; `settled` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
     async def _tear_down_taken(self, sb: _Warm) -> None:
-        """Remove a taken sandbox's cgroup and workspace, then free its host uid for a new one."""
+        """Reap a taken sandbox's init, remove its cgroup and workspace, then free its host uid for a new one."""
         try:
             if not sb.destroyed:
                 sb.destroyed = True
                 try:
+                    if sb.init_pid is not None:
+                        await reap(sb.init_pid)
                     await sb.cg.remove()
                 finally:
                     await _off_loop(sb.ws.destroy)
@@ -752,8 +764,12 @@ class LocalBackend:
         on_output: OnOutput | None,
         cg: RunCgroup,
         started: float | None = None,
+        defer_reap: Callable[[int], None] | None = None,
     ) -> PhaseResult:
         """Feed stdin, pump the output, enforce the limits until the sandbox ends; then kill and account.
+
+        `defer_reap`: given the pid of the sandbox's init to reap after the outcome is out, instead
+        of reaping it here (killed and past closing its pipes by then; what is left is a zombie).
 
         `started`: when the run's wall clock starts (default: when bubblewrap was spawned).
         """
@@ -786,7 +802,7 @@ class LocalBackend:
             asyncio.ensure_future(pump("stderr", proc.stderr)),
         ]
         feeder = asyncio.ensure_future(feed(proc.stdin))
-        waiter = asyncio.ensure_future(proc.wait())
+        waiter = exited(proc)
         cpu_limit_ns = limits.cpu_time_ms * 1_000_000
         deadline = started + limits.wall_time_ms / 1000
         poll = cfg.poll_interval_ms / 1000
@@ -826,13 +842,16 @@ class LocalBackend:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
             status = self._read_status(status_r)
-            if "child-pid" in status:
-                await reap(status["child-pid"])
+            if "child-pid" in status:  # its orphaned init
+                if defer_reap is not None:
+                    defer_reap(status["child-pid"])
+                else:
+                    await reap(status["child-pid"])
         for task in done:
             if task.exception() is not None and not isinstance(task.exception(), ConnectionError):
                 raise task.exception()  # type: ignore[misc]
         stats = cg.stats()
-        returncode = proc.returncode
+        returncode = waiter.result() if waiter.done() and not waiter.cancelled() else proc.returncode
         stdout, stderr = bytes(capture.data["stdout"]), bytes(capture.data["stderr"])
         setup_error = looks_like_setup_failure(returncode, stdout, stderr) if handle.kill_reason is None else None
         if "child-pid" not in status and handle.kill_reason is None:

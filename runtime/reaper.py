@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import os
 import time
 
@@ -49,3 +50,61 @@ def reap_sync(pid: int, timeout_s: float = 2.0) -> bool:
             return False
         time.sleep(0.002)
     return True
+
+
+def exited(proc: asyncio.subprocess.Process) -> asyncio.Future[int]:
+    """`proc`'s exit status as soon as it has exited, as `proc.returncode` would have it.
+
+    asyncio's default child watcher learns of an exit from a thread blocked in waitpid, which then
+    wakes the loop (~0.5 ms per run measured on this VM). Here the loop itself watches a pidfd and
+    reads the status with WNOWAIT, leaving the reaping to that watcher as before; where pidfds are
+    missing, or the watcher has reaped the child already, the status is the watcher's.
+    """
+    loop = asyncio.get_running_loop()
+    waited = asyncio.ensure_future(proc.wait())
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (kernel < 5.3), or the child is gone already
+        return waited
+    status: asyncio.Future[int] = loop.create_future()
+    watching = [True]
+
+    def unwatch() -> None:
+        if watching[0]:
+            watching[0] = False
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    def settle(code: int | None) -> None:
+        unwatch()
+        if status.done():
+            return
+        if code is not None:
+            status.set_result(code)
+        else:
+            waited.add_done_callback(functools.partial(_pass_on, status))
+
+    def on_exit() -> None:
+        try:
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except ChildProcessError:
+            settle(None)  # the watcher reaped it first: its status is on its way
+            return
+        if info is None:
+            return  # not waitable yet: wait for the next wake-up
+        signalled = info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+        settle(-info.si_status if signalled else info.si_status)
+
+    def on_waited(_: asyncio.Future[int]) -> None:
+        if not status.done():
+            settle(None)
+
+    loop.add_reader(pidfd, on_exit)
+    waited.add_done_callback(on_waited)
+    status.add_done_callback(lambda _: unwatch())  # also when the caller gives up on it
+    return status
+
+
+def _pass_on(status: asyncio.Future[int], waited: asyncio.Future[int]) -> None:
+    if not status.done():
+        status.set_result(waited.result())
