@@ -18,9 +18,9 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -233,7 +233,7 @@ class LocalBackend:
         self._bpf: bytes | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Outcome]] = set()
-        self._teardowns: set[asyncio.Future[object]] = set()
+        self._teardowns: set[asyncio.Task[None]] = set()
         self._probes: dict[str, _Probe] = {}
         self._probe_locks: dict[str, asyncio.Lock] = {}
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
@@ -480,14 +480,10 @@ class LocalBackend:
             await self._tear_down_taken(sb)
             raise
         handle.cgroup = None
-        self._in_background(self._tear_down_taken(sb))
-        return _outcome(res, b"", 0)
-
-    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
-        """Clean-up that no outcome waits for; `settled` waits for it."""
-        task = asyncio.ensure_future(work)
+        task = asyncio.create_task(self._tear_down_taken(sb))
         self._teardowns.add(task)
         task.add_done_callback(self._teardowns.discard)
+        return _outcome(res, b"", 0)
 
     async def _tear_down_taken(self, sb: _Warm) -> None:
         """Reap a taken sandbox's init, remove its cgroup and workspace, then free its host uid for a new one."""

@@ -67,11 +67,12 @@ def exited(proc: asyncio.subprocess.Process) -> asyncio.Future[int]:
     except (AttributeError, OSError):  # no pidfd (kernel < 5.3), or the child is gone already
         return waited
     status: asyncio.Future[int] = loop.create_future()
-    watching = [True]
+    watching = True
 
     def unwatch() -> None:
-        if watching[0]:
-            watching[0] = False
+        nonlocal watching
+        if watching:
+            watching = False
             loop.remove_reader(pidfd)
             os.close(pidfd)
 
