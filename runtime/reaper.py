@@ -62,9 +62,11 @@ def exited(proc: asyncio.subprocess.Process) -> asyncio.Future[int]:
     """
     loop = asyncio.get_running_loop()
     waited = asyncio.ensure_future(proc.wait())
+    if not hasattr(os, "pidfd_open") or not hasattr(os, "P_PIDFD"):
+        return waited
     try:
         pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (kernel < 5.3), or the child is gone already
+    except OSError:  # no pidfd (kernel < 5.3), or the child is gone already
         return waited
     status: asyncio.Future[int] = loop.create_future()
     watching = True
@@ -88,8 +90,8 @@ def exited(proc: asyncio.subprocess.Process) -> asyncio.Future[int]:
     def on_exit() -> None:
         try:
             info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT | os.WNOHANG)
-        except ChildProcessError:
-            settle(None)  # the watcher reaped it first: its status is on its way
+        except OSError:  # the watcher reaped it first (ECHILD), or no waitid on pidfds (kernel < 5.4)
+            settle(None)  # the watcher's status is on its way
             return
         if info is None:
             return  # not waitable yet: wait for the next wake-up

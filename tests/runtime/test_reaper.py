@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -77,3 +78,25 @@ async def test_the_pidfd_is_closed_once_the_status_is_known() -> None:
     assert await asyncio.wait_for(exited(proc), 10) == 0
     assert _pidfds() == before
     await proc.wait()
+
+
+async def test_without_waitid_on_pidfds_the_watchers_status_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernel 5.3 has pidfd_open but not waitid(P_PIDFD): EINVAL, then the watcher's status, no spin."""
+    calls = []
+
+    def no_waitid(*args: object) -> None:
+        calls.append(args)
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "waitid", no_waitid)
+    proc = await _child("import os; os._exit(5)")
+    assert await asyncio.wait_for(exited(proc), 10) == 5
+    assert len(calls) == 1 and _pidfds() == 0
+
+
+async def test_without_pidfds_it_is_the_watchers_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "P_PIDFD")
+    proc = await _child("import os; os._exit(6)")
+    status = exited(proc)
+    assert _pidfds() == 0
+    assert await asyncio.wait_for(status, 10) == 6
