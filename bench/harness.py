@@ -35,12 +35,12 @@ import httpx
 from bench import floor as floor_mod
 from bench import stages as stages_mod
 from bench.load import Http, Kafka, Phase, audit_results, kafka_batch, open_loop, sequential
-from bench.report import phase_dict, plot, table, write_json
+from bench.report import broker_clutter, phase_dict, plot, table, write_json
 from bench.stats import summarize
 from runtime.languages import LANGUAGES
 from streams.broker import ManagedBroker
 from streams.settings import Settings
-from streams.topics import create_topics, delete_prefixed_topics
+from streams.topics import create_topics, delete_prefixed_topics, list_topic_names
 
 REPO = Path(__file__).resolve().parent.parent
 SUSTAIN_TARGET_OF_FLOOR = 0.7  # issue 7: 70% of the bare loop's rate, sustained for 60 s
@@ -279,6 +279,12 @@ async def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     started_broker = False
     if settings.managed_kafka:
         _, started_broker = await asyncio.to_thread(broker.start)
+    topics_at_start = await list_topic_names(settings)
+    result["broker"] = {"topics_at_start": len(topics_at_start)}
+    clutter = broker_clutter(topics_at_start)
+    if clutter:
+        log(f"WARNING: {clutter}")
+        result["broker"]["warning"] = clutter
     await create_topics(settings)
     url = f"http://127.0.0.1:{cfg.port}"
     platform_log = Path(tempfile.gettempdir()) / f"aevatar-bench-platform-{os.getpid()}.log"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -115,11 +117,19 @@ class TopicReport:
     configs: dict[str, str]
 
 
-async def create_topics(settings: Settings) -> list[TopicReport]:
-    """Create every catalog topic that is missing and bring the configs of existing ones in line."""
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def create_topics(settings: Settings) -> list[TopicReport]:
+    """Create every catalog topic that is missing and bring the configs of existing ones in line."""
+    async with _admin(settings) as admin:
         existing = await _list_topics_when_registered(admin)
         wanted = {spec.name(settings.topic_prefix): spec.for_settings(settings) for spec in CATALOG}
         missing = [
@@ -150,8 +160,6 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
         return [
             TopicReport(name, name in created, partitions.get(name, 0), spec.configs()) for name, spec in wanted.items()
         ]
-    finally:
-        await admin.close()
 
 
 async def _list_topics_when_registered(admin: AIOKafkaAdminClient) -> set[str]:
@@ -168,17 +176,19 @@ async def _list_topics_when_registered(admin: AIOKafkaAdminClient) -> set[str]:
 
 async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, dict[str, str]]:
     """The configs the broker reports for the given topics (for tests and `topics describe`)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
         out: dict[str, dict[str, str]] = {}
         for response in responses:
             for _code, _msg, _rtype, rname, entries in response.resources:
                 out[rname] = {entry[0]: entry[1] for entry in entries}
         return out
-    finally:
-        await admin.close()
+
+
+async def list_topic_names(settings: Settings) -> list[str]:
+    """Every topic on the broker, the internal ones (`__consumer_offsets`, ...) included."""
+    async with _admin(settings) as admin:
+        return sorted(await admin.list_topics())
 
 
 async def delete_prefixed_topics(settings: Settings) -> list[str]:
@@ -188,12 +198,8 @@ async def delete_prefixed_topics(settings: Settings) -> list[str]:
     """
     if not settings.topic_prefix:
         raise ValueError("refusing to delete topics without a topic prefix")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000)
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         names = sorted(t for t in await admin.list_topics() if t.startswith(settings.topic_prefix))
         if names:
             await admin.delete_topics(names)
         return names
-    finally:
-        await admin.close()

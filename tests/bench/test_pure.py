@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from bench.report import broker_clutter
+from bench.report import table as report_table
 from bench.stages import HOPS, hop_medians, points, table
 from bench.stats import steady_rate
 from streams.records import ExecutionEvent
@@ -33,3 +35,25 @@ def test_hops_are_differences_of_consecutive_points() -> None:
     assert [hops[name]["p50_ms"] for name, _, _ in HOPS] == [5, 0, 7, 1, 7, 20, 10, 30]
     assert hops["total"]["n"] == 2 and hops["REQUESTED → VALIDATED"]["n"] == 1
     assert "| STARTED → terminal (its ack, then the backend's run) | 20 |" in table({"phase": hops})
+
+
+def test_a_cluttered_broker_is_named_with_its_biggest_prefixes() -> None:
+    few = ["__consumer_offsets", "sandbox.events", "sandbox.results"]
+    assert broker_clutter(few) is None
+    many = few + [f"test{i % 3}.t{i}" for i in range(400)] + [f"bench1.x{i}" for i in range(2)]
+    warning = broker_clutter(many, max_topics=300)
+    assert warning is not None
+    assert warning.startswith("the broker holds 405 topics before this run")
+    # The three test prefixes hold 134/133/133, then the platform's own and the bench's two.
+    assert "'test0.' (134), 'test1.' (133), 'test2.' (133), 'bench1.' (2), 'sandbox.' (2)" in warning
+    assert "__consumer_offsets" not in warning and "aevatar-sandbox topics delete PREFIX" in warning
+    assert broker_clutter(many, max_topics=405) is None
+
+
+def test_the_table_carries_the_clutter_warning() -> None:
+    floor = {"bwrap": {"p50_ms": 10.0, "p95_ms": 11.0, "p99_ms": 12.0}, "bwrap_rate_per_s": 90.0}
+    floor["plain"] = {"p50_ms": 5.0, "p95_ms": 6.0, "p99_ms": 7.0}
+    result = {"floor": floor, "phases": [], "broker": {"topics_at_start": 3}}
+    assert "Warning" not in report_table(result)
+    result["broker"] = {"topics_at_start": 999, "warning": "the broker holds 999 topics"}
+    assert report_table(result).endswith("**Warning:** the broker holds 999 topics")
