@@ -186,9 +186,10 @@ async def read_topic_configs(settings: Settings, names: list[str]) -> dict[str, 
 
 
 async def list_topic_names(settings: Settings) -> list[str]:
-    """Every topic on the broker, the internal ones (`__consumer_offsets`, ...) included."""
+    """Every topic on the broker, the internal ones (`__consumer_offsets`, ...) included; waits, as
+    `create_topics` does, for a broker that has just started to register itself."""
     async with _admin(settings) as admin:
-        return sorted(await admin.list_topics())
+        return sorted(await _list_topics_when_registered(admin))
 
 
 async def delete_prefixed_topics(settings: Settings) -> list[str]:
