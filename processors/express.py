@@ -52,12 +52,11 @@ class Express:
         self.producer: AIOKafkaProducer | None = None  # the one the stages here share
         self.view: Callable[[ExecutionEvent], object] | None = None  # the gateway's, when it runs here
 
-    async def written(self, record: ConsumerRecord[bytes, bytes], delivered: asyncio.Future[Any]) -> bool:
+    async def written(self, record: ConsumerRecord[bytes, bytes], delivered: asyncio.Future[Any]) -> None:
         """A record the gateway here has just handed to the producer (`delivered`: its acknowledgement,
-        which the program's start waits for): True if a stage here took it."""
-        if self.validation is None:
-            return False
-        return await self.validation.express(record, [delivered])
+        which the program's start waits for), offered to the validation stage here if there is one."""
+        if self.validation is not None:
+            await self.validation.express(record, [delivered])
 
     def transition_written(self, event: ExecutionEvent) -> None:
         """A transition the executor here wrote, now on the broker: the gateway's view folds it at once."""
