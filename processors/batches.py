@@ -176,11 +176,7 @@ class BatchProcessor(abc.ABC):
         """
         if self._consumer is None or self._assigned is None:
             return False
-        partitions = sorted(self._consumer.partitions_for_topic(topic) or ())
-        if not partitions:
-            return False
-        partition = kafka.execution_partitioner(execution_id.encode(), partitions, partitions)
-        return TopicPartition(topic, partition) in self._assigned
+        return kafka.execution_partition(self._consumer, topic, execution_id) in self._assigned
 
     async def _settle(self) -> None:
         """Wait until everything produced so far is on the broker (before state is read back)."""

@@ -5,10 +5,21 @@ on faust's exactly-once mode (see the streaming notes): it is an aiokafka
 consume-transform-produce loop in Kafka transactions. The results and the consumed
 offsets commit together; the set of completed ids is rebuilt from the compacted
 results topic (read_committed) whenever partitions are assigned.
+
+The express lane (processors/express.py): when the executor in this process has a terminal
+transition on the broker, it hands it here at once (`express`) instead of this loop fetching it
+back. Its result then commits in a transaction of its own, without offsets: the event's copy comes
+through the consumer later and is skipped like any id already completed, and its offset commits
+with the next batch's. A crash in between re-reads it, and the set of completed ids, rebuilt from
+the results, skips it again. Only a transition that is the execution's first terminal one is
+taken: the executor's own, acknowledged while the lease of its STARTED still runs (by a margin for
+clocks that differ between hosts), since before that lease runs out only the executor that holds
+a started run may end it (the scheduler ends or retries a run only once its lease has run out).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
@@ -30,6 +41,9 @@ from streams.tracing import Tracer, resolve
 
 log = structlog.get_logger()
 PLAIN_COMMIT_INTERVAL_S = 1.0
+# How much sooner than the STARTED's lease an express hand-off must be: the clocks of the executor's
+# host and the scheduler's may differ by less than this.
+EXPRESS_LEASE_MARGIN_MS = 5_000
 
 
 async def completed_ids(settings: Settings, partitions: Iterable[int]) -> dict[str, int]:
@@ -39,6 +53,17 @@ async def completed_ids(settings: Settings, partitions: Iterable[int]) -> dict[s
     topic = Topics(settings.topic_prefix).results
     found = await kafka.latest_records(settings, topic, partitions, since_ms=since_ms)
     return {key: record.timestamp for key, record in found.items()}
+
+
+def first_terminal_for_sure(event: ExecutionEvent, now_ms: int, lease_ms: int) -> bool:
+    """Whether an executor's terminal transition, on the broker by `now_ms`, is its execution's first
+    terminal one: the run had STARTED, and the lease of its STARTED still runs by the margin.
+
+    Until then the scheduler neither ends nor retries a started run; renewals only lengthen it.
+    """
+    if not event.state.terminal or event.started_at_ms is None:
+        return False
+    return now_ms < event.started_at_ms + lease_ms - EXPRESS_LEASE_MARGIN_MS
 
 
 class Completion:
@@ -59,6 +84,11 @@ class Completion:
         # or after PLAIN_COMMIT_INTERVAL_S; losing them re-reads events that produce nothing.
         self._unsent_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         self._last_commit = time.monotonic()
+        # One transaction at a time: the loop holds this for a batch, an express hand-off for its event.
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._failed: Exception | None = None  # an express hand-off that failed: the loop stops with it
 
     async def run(self) -> None:
         # sandbox.events is never written in a transaction: read as written (a read_committed long
@@ -71,18 +101,67 @@ class Completion:
         producer = kafka.producer(self.settings, transactional_id=f"{self.group_id}-{self.settings.worker_id}")
         await producer.start()
         await consumer.start()
+        self._consumer, self._producer = consumer, producer
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
-                await self._rebuild_if_reassigned(consumer)
-                self.done.prune_due(now_ms())
-                if batch:
-                    await self._process(consumer, producer, batch)
-                elif self._unsent_offsets:
-                    await self._commit_plain(consumer)  # idle: let the group's lag reach 0
+                if self._failed is not None:
+                    raise self._failed
+                async with self._lock:
+                    await self._rebuild_if_reassigned(consumer)
+                    self.done.prune_due(now_ms())
+                    if batch:
+                        await self._process(consumer, producer, batch)
+                    elif self._unsent_offsets:
+                        await self._commit_plain(consumer)  # idle: let the group's lag reach 0
         finally:
+            self._consumer = self._producer = None  # no more express hand-offs
             await consumer.stop()
             await producer.stop()
+
+    async def express(self, event: ExecutionEvent) -> bool:
+        """A terminal transition the executor in this process has on the broker (see the module's
+        docstring): its result committed now, if it is the execution's first terminal one and this
+        worker owns its partition. False: left to the loop, which reads it from the broker.
+
+        A failed transaction stops this worker as if its loop had failed: whether it committed is
+        not known, and the next start settles it and rebuilds the completed ids from the results.
+        """
+        if not first_terminal_for_sure(event, now_ms(), self.settings.lease_ms):
+            return False
+        async with self._lock:
+            consumer, producer = self._consumer, self._producer
+            if consumer is None or producer is None or self._failed is not None:
+                return False
+            if event.execution_id in self.done or not self._owns(consumer, event.execution_id):
+                return False
+            try:
+                request = event.decoded_request()
+            except CodecError:
+                request = None
+            try:
+                parent = resolve(None, request.trace_id if request is not None else None)
+                with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
+                    result = build_result(event, request)
+                    async with producer.transaction():
+                        await producer.send(
+                            self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
+                        )
+            except Exception as exc:
+                log.exception("completion_express_failed", id=event.execution_id)
+                self._failed = exc
+                return False
+            self.metrics.completion_commits.labels("transaction").inc()
+            self.metrics.express_handoffs.labels("completion").inc()
+            self._recorded([(result, event.at_ms, trace.trace_id)], 0, now_ms())
+            return True
+
+    def _owns(self, consumer: AIOKafkaConsumer, execution_id: str) -> bool:
+        """Whether this worker's set of completed ids is the one for the partition that holds the execution."""
+        assignment = frozenset(consumer.assignment())
+        if assignment != self._rebuilt_for:
+            return False  # not rebuilt for this assignment yet
+        return kafka.execution_partition(consumer, self.topics.events, execution_id) in assignment
 
     async def _rebuild_if_reassigned(self, consumer: AIOKafkaConsumer) -> None:
         """Before a batch is processed under a new assignment, learn every result already committed.
@@ -160,12 +239,17 @@ class Completion:
         self.metrics.completion_commits.labels("transaction").inc()
         self._unsent_offsets.clear()
         self._last_commit = time.monotonic()
-        parked = len(poison)
-        # Known as completed only once the transaction committed: an aborted one leaves them to be redone.
-        for execution_id in pending:
-            self.done.add(execution_id, now)
+        self._recorded(newly_done, len(poison), now)
+
+    def _recorded(self, newly_done: list[tuple[ExecutionResult, int, str]], parked: int, now: int) -> None:
+        """After a transaction committed: its results' ids are completed, and counted and logged.
+
+        Known as completed only once the transaction committed: an aborted one leaves them to be
+        redone, and counting them then would count them twice.
+        """
+        for result, _, _ in newly_done:
+            self.done.add(result.id, now)
         committed_ms = now_ms()
-        # Counted once the transaction committed: an aborted batch is processed again and would count twice.
         for _ in range(parked):
             self.metrics.on_dead_letter("completion")
         for result, terminal_at_ms, trace_id in newly_done:

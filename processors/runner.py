@@ -118,13 +118,16 @@ async def run_roles(
     if "scheduling" in roles:
         scheduler = scheduling.Scheduling(settings, metrics=metrics, tracer=tracer)
         jobs.append(scheduler.run)
+    completer = None
+    if "completion" in roles:
+        completer = completion.Completion(settings, metrics=metrics, tracer=tracer)
+        jobs.append(completer.run)
     shared = None
     if settings.express:
         if sum(stage is not None for stage in (validator, scheduler, executor)) > 1:
             shared = kafka.producer(settings)
-        connect(express, validator, scheduler, executor, shared)
-    if "completion" in roles:
-        jobs.append(completion.Completion(settings, metrics=metrics, tracer=tracer).run)
+        express = express or Express()
+        connect(express, validator, scheduler, executor, shared, completer)
     if settings.metrics_port:
         from runtime.metrics import REGISTRY as RUNTIME_REGISTRY
 

@@ -33,6 +33,14 @@ def execution_partitioner(key_bytes: bytes, all_partitions: Sequence[int], avail
     return sorted(all_partitions)[partition_for(execution_id, len(all_partitions))]
 
 
+def execution_partition(consumer: AIOKafkaConsumer, topic: str, execution_id: str) -> TopicPartition | None:
+    """The partition of `topic` that holds the execution, by the consumer's metadata; None while unknown."""
+    partitions = sorted(consumer.partitions_for_topic(topic) or ())
+    if not partitions:
+        return None
+    return TopicPartition(topic, partitions[partition_for(execution_id, len(partitions))])
+
+
 def as_read(
     topic: str, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None
 ) -> ConsumerRecord[bytes, bytes]:

@@ -51,6 +51,10 @@ async def launches_written(settings: Settings) -> int:
     return len(await read_all(settings, Topics(settings.topic_prefix).launches))
 
 
+async def _when(value: Any, check: Any) -> bool:
+    return bool(check(await value))
+
+
 async def test_up_hands_each_request_through_in_process_and_writes_it_all(
     settings: Settings, start_worker: Any
 ) -> None:
@@ -75,10 +79,15 @@ async def test_up_hands_each_request_through_in_process_and_writes_it_all(
             execution = response.json()
             assert (execution["state"], execution["stdout"]) == ("SUCCEEDED", f"express {n}\n")
             ids.append(execution["id"])
-        metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
 
-    # Every stage took each request in process: the gateway's request, the VALIDATED, the launch.
-    assert handoffs(metrics) == {"validation": 3.0, "scheduling": 3.0, "launch": 3.0}
+        async def counted() -> dict[str, float]:
+            return handoffs((await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+
+        # The completion commits its result after the answer went out (in a task of its own).
+        await eventually(lambda: _when(counted(), lambda c: c.get("completion") == 3.0), timeout_s=RUN_TIMEOUT_S)
+        # Every stage took each request in process: the gateway's request, the VALIDATED, the launch,
+        # the terminal transition.
+        assert await counted() == {"validation": 3.0, "scheduling": 3.0, "launch": 3.0, "completion": 3.0}
     # No launch went through the topic; the audit trail is whole and in order; one result each.
     assert await launches_written(settings) == 0
     events = await events_by_id(settings)
@@ -127,3 +136,55 @@ async def test_launches_beyond_the_free_slots_go_through_the_topic_and_run_once(
     for execution_id in ids:
         started = [e for e in first_copies(events[execution_id]) if e.state is State.STARTED]
         assert len(started) == 1 and started[0].attempt == 1, execution_id
+
+
+async def _completion_lag(settings: Settings) -> int:
+    """Terminal-or-not events the completion's group has not committed past (all partitions)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = Topics(settings.topic_prefix).events
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{settings.topic_prefix}aevatar-completion",
+        enable_auto_commit=False,
+    )
+    await probe.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = await probe.end_offsets(partitions)
+        lag = 0
+        for tp in partitions:
+            lag += ends[tp] - (await probe.committed(tp) or 0)
+        return lag
+    finally:
+        await probe.stop()
+
+
+async def test_express_results_stay_one_each_across_a_kill_9(settings: Settings, start_worker: Any) -> None:
+    """The completion's express lane commits a result without the consumed offsets: killed right
+    after, the restarted worker re-reads those terminal events and writes no second result."""
+    metrics_port = free_port()
+    first = start_worker(settings, "all", env=env(metrics_port=str(metrics_port)))
+    async with SandboxClient(settings) as client:
+        ids = []
+        for n in range(4):  # one at a time: each result takes the express lane
+            result = await client.run("python", f"print({n})", timeout_s=RUN_TIMEOUT_S)
+            assert (result.state, result.stdout) == (State.SUCCEEDED, f"{n}\n".encode())
+            ids.append(result.id)
+        async with httpx.AsyncClient(timeout=10) as http:
+            counted = handoffs((await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+        first.kill()
+        assert counted.get("completion", 0) >= 1, counted
+        # The crash left terminal events whose offsets were not committed: the restart reads them again.
+        assert await _completion_lag(settings) > 0, "every offset was committed: nothing to test"
+        start_worker(settings, "all", env=env())
+        after = await client.run("python", "print('after')", timeout_s=RUN_TIMEOUT_S)
+        assert after.stdout == b"after\n"
+    ids.append(after.id)
+
+    async def caught_up() -> bool:
+        return await _completion_lag(settings) == 0
+
+    await eventually(caught_up, timeout_s=RUN_TIMEOUT_S)
+    counts = await results_by_id(settings)
+    assert {i: len(counts.get(i, [])) for i in ids} == {i: 1 for i in ids}

@@ -122,3 +122,56 @@ async def test_a_resent_launch_goes_to_the_topic_never_in_process(resend: bool) 
     taken = await scheduling._launch_here(Emit(entry, State.SCHEDULED, 3, resend=resend), event, TraceContext.new())
 
     assert taken is not resend and len(executor.offers) == (0 if resend else 1)
+
+
+# -- the completion's express lane -----------------------------------------------------------------
+def _terminal(state: State = State.SUCCEEDED, started_at_ms: int | None = 1_000_000) -> ExecutionEvent:
+    return ExecutionEvent(
+        execution_id="e1", seq=6, state=state, at_ms=1_000_500, tenant="t", attempt=1, max_attempts=1,
+        started_at_ms=started_at_ms,
+    )  # fmt: skip
+
+
+def test_the_completion_takes_only_a_terminal_transition_inside_its_runs_lease() -> None:
+    from processors.completion import EXPRESS_LEASE_MARGIN_MS, first_terminal_for_sure
+
+    lease_ms, started = 15_000, 1_000_000
+    last_sure = started + lease_ms - EXPRESS_LEASE_MARGIN_MS - 1
+    assert first_terminal_for_sure(_terminal(), started + 5, lease_ms)
+    assert first_terminal_for_sure(_terminal(), last_sure, lease_ms)
+    # From there on the scheduler (on a clock up to the margin ahead) may have ended or retried it.
+    assert not first_terminal_for_sure(_terminal(), last_sure + 1, lease_ms)
+    # Never started (cancelled before it started), or not terminal: never taken.
+    assert not first_terminal_for_sure(_terminal(State.CANCELLED, started_at_ms=None), started, lease_ms)
+    assert not first_terminal_for_sure(_terminal(State.STARTED), started + 5, lease_ms)
+
+
+class CompletionRecorder:
+    def __init__(self) -> None:
+        self.taken: list[ExecutionEvent] = []
+
+    async def express(self, event: ExecutionEvent) -> bool:
+        self.taken.append(event)
+        return True
+
+
+class Running:
+    def __init__(self, *ids: str) -> None:
+        self.running = set(ids)
+
+
+async def test_the_completion_is_handed_terminal_transitions_only_while_no_other_run_goes_on() -> None:
+    from processors.express import Express
+
+    express, completion = Express(), CompletionRecorder()
+    seen: list[ExecutionEvent] = []
+    express.completion, express.view = completion, seen.append  # type: ignore[assignment]
+    express.executor = Running()  # type: ignore[assignment]
+    started = _terminal(State.STARTED)
+    express.transition_written(started)
+    express.transition_written(_terminal())
+    express.executor = Running("another")  # type: ignore[assignment]
+    express.transition_written(_terminal(State.FAILED))  # under load: left to the completion's batches
+    await asyncio.sleep(0)
+    assert [e.state for e in completion.taken] == [State.SUCCEEDED]
+    assert [e.state for e in seen] == [State.STARTED, State.SUCCEEDED, State.FAILED]  # the view sees all
