@@ -105,7 +105,7 @@ def connect(
     if express is not None:
         express.validation = validation
         express.producer = producer
-        express.completion = completion if executor is not None else None
+        express.completion = completion
         express.executor = executor
         if executor is not None:
             executor.on_written = express.transition_written
