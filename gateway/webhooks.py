@@ -137,7 +137,11 @@ class WebhookDispatcher:
         # Batched: a callback is delivered up to one idle fetch wait (500 ms) after its result, and
         # results without one (most) no longer cost a fetch and a commit each.
         consumer = kafka.consumer(
-            self.settings, self.topics.results, group_id=self.group_id, from_beginning=True, batched=True
+            self.settings,
+            self.topics.results,
+            group_id=self.group_id,
+            from_beginning=True,
+            batch_wait_ms=kafka.IDLE_FETCH_MAX_WAIT_MS,
         )
         own_http = self._http is None
         http = self._http or webhook_client(allow_private=self.settings.webhook_allow_private)

@@ -107,5 +107,7 @@ def connect(
         express.producer = producer
         express.completion = completion
         express.executor = executor
+        if completion is not None and executor is not None:
+            completion.fed_in_process = True  # its consumer then fetches in batches (processors/completion.py)
         if executor is not None:
             executor.on_written = express.transition_written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway import webhooks
+from processors import completion
 from streams import kafka
 from streams.settings import Settings
 
@@ -25,7 +26,7 @@ async def test_each_mode_asks_for_what_its_reader_needs() -> None:
     # Someone waits on it: the short wait.
     assert _fetch(kafka.consumer(SETTINGS, group_id=None, interactive=True)) == (1, 20, "read_committed")
     # Nobody waits on one record: a megabyte or the idle wait, whichever comes first.
-    assert _fetch(kafka.consumer(SETTINGS, group_id=None, batched=True)) == (
+    assert _fetch(kafka.consumer(SETTINGS, group_id=None, batch_wait_ms=kafka.IDLE_FETCH_MAX_WAIT_MS)) == (
         kafka.BATCHED_FETCH_MIN_BYTES,
         kafka.IDLE_FETCH_MAX_WAIT_MS,
         "read_committed",
@@ -45,5 +46,30 @@ async def test_the_webhook_dispatcher_reads_results_in_batches(monkeypatch: pyte
     with pytest.raises(RuntimeError, match="stop here"):
         await dispatcher.run()
     assert made == [
-        {"topics": ("unit.sandbox.results",), "group_id": dispatcher.group_id, "from_beginning": True, "batched": True}
+        {
+            "topics": ("unit.sandbox.results",),
+            "group_id": dispatcher.group_id,
+            "from_beginning": True,
+            "batch_wait_ms": kafka.IDLE_FETCH_MAX_WAIT_MS,
+        }
     ]
+
+
+@pytest.mark.parametrize("fed", [False, True])
+async def test_the_completion_reads_in_batches_only_when_an_executor_here_hands_it_results(
+    monkeypatch: pytest.MonkeyPatch, fed: bool
+) -> None:
+    made: list[dict[str, object]] = []
+
+    def consumer(settings: Settings, *topics: str, **kwargs: object) -> object:
+        made.append(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(kafka, "consumer", consumer)
+    stage = completion.Completion(SETTINGS)
+    stage.fed_in_process = fed
+    with pytest.raises(RuntimeError, match="stop here"):
+        await stage.run()
+    # Fed, the results of runs that end alone come in process; the rest may wait the batch's wait.
+    assert made[0]["batch_wait_ms"] == (completion.EXPRESS_FED_FETCH_WAIT_MS if fed else None)
+    assert made[0]["transactional_input"] is False
