@@ -117,9 +117,9 @@ class Completion:
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
-                if self._failed is not None:
-                    raise self._failed
                 async with self._lock:
+                    if self._failed is not None:  # checked under the lock: an express failure may
+                        raise self._failed  # have come while this batch waited for it
                     await self._rebuild_if_reassigned(consumer)
                     self.done.prune_due(now_ms())
                     if batch:

@@ -175,3 +175,49 @@ async def test_the_completion_is_handed_terminal_transitions_only_while_no_other
     await asyncio.sleep(0)
     assert [e.state for e in completion.taken] == [State.SUCCEEDED]
     assert [e.state for e in seen] == [State.STARTED, State.SUCCEEDED, State.FAILED]  # the view sees all
+
+
+async def test_an_express_failure_stops_the_completion_before_its_next_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a failed express transaction committed is unknown: a batch fetched meanwhile must not be
+    processed (it could write the same result again); the loop stops with the failure instead."""
+    from processors import completion
+    from streams import kafka
+
+    stage = completion.Completion(SETTINGS)
+    failure = RuntimeError("the express transaction failed")
+    transactions: list[str] = []
+
+    class Consumer:
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        def subscribe(self, topics: list[str]) -> None: ...
+
+        def assignment(self) -> set[TopicPartition]:
+            return {TopicPartition(EVENTS, 0)}
+
+        async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+            fetched.set()
+            return {TopicPartition(EVENTS, 0): [object()]}
+
+    class Producer:
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        def transaction(self) -> Any:
+            transactions.append("begun")
+            raise AssertionError("a transaction after the express failure")
+
+    monkeypatch.setattr(kafka, "consumer", lambda *a, **k: Consumer())
+    monkeypatch.setattr(kafka, "producer", lambda *a, **k: Producer())
+    fetched = asyncio.Event()
+    async with stage._lock:  # an express hand-off holds the lock ...
+        loop = asyncio.create_task(stage.run())
+        await fetched.wait()  # ... while the loop's batch comes in and waits for it
+        await asyncio.sleep(0)
+        stage._failed = failure  # ... and then fails
+    with pytest.raises(RuntimeError, match="the express transaction failed"):
+        await loop
+    assert transactions == []
