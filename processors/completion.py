@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -148,25 +149,34 @@ class Completion:
             if event.execution_id in self.done or not self._owns(consumer, event.execution_id):
                 return False
             try:
-                request = event.decoded_request()
-            except CodecError:
-                request = None
-            try:
-                parent = resolve(None, request.trace_id if request is not None else None)
-                with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
-                    result = build_result(event, request)
-                    async with producer.transaction():
-                        await producer.send(
-                            self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
-                        )
+                async with producer.transaction():
+                    done = await self._send_result(producer, event, None)
             except Exception as exc:
                 log.exception("completion_express_failed", id=event.execution_id)
                 self._failed = exc
                 return False
             self.metrics.completion_commits.labels("transaction").inc()
             self.metrics.express_handoffs.labels("completion").inc()
-            self._recorded([(result, event.at_ms, trace.trace_id)], 0, now_ms())
+            self._recorded([done], 0, now_ms())
             return True
+
+    async def _send_result(
+        self, producer: AIOKafkaProducer, event: ExecutionEvent, headers: Any
+    ) -> tuple[ExecutionResult, int, str]:
+        """Build a terminal transition's result and hand it to the transaction under way, in a span that
+        continues the event's trace (`headers`: the event record's, if it came through the consumer).
+
+        Returns the result, its terminal's time and the trace id, for `_recorded` once committed.
+        """
+        try:
+            request = event.decoded_request()
+        except CodecError:
+            request = None
+        parent = resolve(headers, request.trace_id if request is not None else None)
+        with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
+            result = build_result(event, request)
+            await producer.send(self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers())
+        return result, event.at_ms, trace.trace_id
 
     def _owns(self, consumer: AIOKafkaConsumer, execution_id: str) -> bool:
         """Whether this worker's set of completed ids is the one for the partition that holds the execution."""
@@ -235,18 +245,8 @@ class Completion:
             for event, record in terminal:
                 if event.execution_id in pending:
                     continue
-                try:
-                    request = event.decoded_request()
-                except CodecError:
-                    request = None
-                parent = resolve(record.headers, request.trace_id if request is not None else None)
-                with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
-                    result = build_result(event, request)
-                    await producer.send(
-                        self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
-                    )
                 pending.add(event.execution_id)
-                newly_done.append((result, event.at_ms, trace.trace_id))
+                newly_done.append(await self._send_result(producer, event, record.headers))
             await producer.send_offsets_to_transaction(offsets, self.group_id)
         self.metrics.completion_commits.labels("transaction").inc()
         self._unsent_offsets.clear()
