@@ -8,13 +8,24 @@ results topic (read_committed) whenever partitions are assigned.
 
 The express lane (processors/express.py): when the executor in this process has a terminal
 transition on the broker, it hands it here at once (`express`) instead of this loop fetching it
-back. Its result then commits in a transaction of its own, without offsets: the event's copy comes
-through the consumer later and is skipped like any id already completed, and its offset commits
-with the next batch's. A crash in between re-reads it, and the set of completed ids, rebuilt from
-the results, skips it again. Only a transition that is the execution's first terminal one is
-taken: the executor's own, acknowledged while the lease of its STARTED still runs (by a margin for
-clocks that differ between hosts), since before that lease runs out only the executor that holds
-a started run may end it (the scheduler ends or retries a run only once its lease has run out).
+back. Its result is then written at once, as a plain idempotent write (acks=all) of the producer
+the stages here share, outside any transaction: one produce request, visible to read_committed
+readers as soon as it is acknowledged (no AddPartitions, no EndTxn, no markers to wait for). The
+event's copy comes through the consumer later and is skipped like any id already completed, and its
+offset commits with the next batch's. A crash in between re-reads it, and the set of completed ids,
+rebuilt from the results (read_committed reads plain writes too), skips it again. Only a transition
+that is the execution's first terminal one is taken: the executor's own, acknowledged while the
+lease of its STARTED still runs (by a margin for clocks that differ between hosts), since before
+that lease runs out only the executor that holds a started run may end it (the scheduler ends or
+retries a run only once its lease has run out).
+
+What a plain write gives up against the transaction it replaced: a restarted worker's producer
+fences its predecessor's unfinished transactions, not its plain writes. An express write whose
+process is killed while it is in flight lands within the broker's handling of requests already
+received (milliseconds) or never; the restarted worker rebuilds its completed ids only after its
+start and group join (seconds). Neither way fenced a paused process of *another* worker whose
+partition was reassigned meanwhile: the transactional id is per worker, and aiokafka sends no group
+generation with its offsets.
 """
 
 from __future__ import annotations
@@ -94,9 +105,9 @@ class Completion:
         # One transaction at a time: the loop holds this for a batch, an express hand-off for its event.
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
         self._failed: Exception | None = None  # an express hand-off that failed: the loop stops with it
         self.fed_in_process = False  # set by processors/express.py's connect: an executor here hands it results
+        self.express_producer: AIOKafkaProducer | None = None  # the shared one it writes those with (connect)
 
     async def run(self) -> None:
         # sandbox.events is never written in a transaction: read as written (a read_committed long
@@ -114,7 +125,7 @@ class Completion:
         producer = kafka.producer(self.settings, transactional_id=f"{self.group_id}-{self.settings.worker_id}")
         await producer.start()
         await consumer.start()
-        self._consumer, self._producer = consumer, producer
+        self._consumer = consumer
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=200)
@@ -128,45 +139,47 @@ class Completion:
                     elif self._unsent_offsets:
                         await self._commit_plain(consumer)  # idle: let the group's lag reach 0
         finally:
-            self._consumer = self._producer = None  # no more express hand-offs
+            self._consumer = None  # no more express hand-offs
             await consumer.stop()
             await producer.stop()
 
     async def express(self, event: ExecutionEvent) -> bool:
         """A terminal transition the executor in this process has on the broker (see the module's
-        docstring): its result committed now, if it is the execution's first terminal one and this
+        docstring): its result written now, if it is the execution's first terminal one and this
         worker owns its partition. False: left to the loop, which reads it from the broker.
 
-        A failed transaction stops this worker as if its loop had failed: whether it committed is
-        not known, and the next start settles it and rebuilds the completed ids from the results.
+        A failed write stops this worker as if its loop had failed: whether it landed is not known,
+        and the next start rebuilds the completed ids from the results.
         """
         if not first_terminal_for_sure(event, now_ms(), self.settings.lease_ms):
             return False
-        async with self._lock:
-            consumer, producer = self._consumer, self._producer
+        async with self._lock:  # held until the write is acknowledged: the loop must see it completed
+            consumer, producer = self._consumer, self.express_producer
             if consumer is None or producer is None or self._failed is not None:
                 return False
             if event.execution_id in self.done or not self._owns(consumer, event.execution_id):
                 return False
             try:
-                async with producer.transaction():
-                    done = await self._send_result(producer, event, None)
+                done, delivered = await self._send_result(producer, event, None)
+                await delivered
             except Exception as exc:
                 log.exception("completion_express_failed", id=event.execution_id)
                 self._failed = exc
                 return False
-            self.metrics.completion_commits.labels("transaction").inc()
+            self.metrics.completion_commits.labels("express").inc()
             self.metrics.express_handoffs.labels("completion").inc()
             self._recorded([done], 0, now_ms())
             return True
 
     async def _send_result(
         self, producer: AIOKafkaProducer, event: ExecutionEvent, headers: Any
-    ) -> tuple[ExecutionResult, int, str]:
-        """Build a terminal transition's result and hand it to the transaction under way, in a span that
-        continues the event's trace (`headers`: the event record's, if it came through the consumer).
+    ) -> tuple[tuple[ExecutionResult, int, str], asyncio.Future[Any]]:
+        """Build a terminal transition's result and hand it to `producer` (within the loop's transaction,
+        or as an express write), in a span that continues the event's trace (`headers`: the event
+        record's, if it came through the consumer).
 
-        Returns the result, its terminal's time and the trace id, for `_recorded` once committed.
+        Returns the result, its terminal's time and the trace id, for `_recorded` once committed, and
+        the write's acknowledgement.
         """
         try:
             request = event.decoded_request()
@@ -175,8 +188,10 @@ class Completion:
         parent = resolve(headers, request.trace_id if request is not None else None)
         with self.tracer.span("completion", parent, execution_id=event.execution_id) as trace:
             result = build_result(event, request)
-            await producer.send(self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers())
-        return result, event.at_ms, trace.trace_id
+            delivered = await producer.send(
+                self.topics.results, result.encode(), key=result.id.encode(), headers=trace.headers()
+            )
+        return (result, event.at_ms, trace.trace_id), delivered
 
     def _owns(self, consumer: AIOKafkaConsumer, execution_id: str) -> bool:
         """Whether this worker's set of completed ids is the one for the partition that holds the execution."""
@@ -246,7 +261,7 @@ class Completion:
                 if event.execution_id in pending:
                     continue
                 pending.add(event.execution_id)
-                newly_done.append(await self._send_result(producer, event, record.headers))
+                newly_done.append((await self._send_result(producer, event, record.headers))[0])
             await producer.send_offsets_to_transaction(offsets, self.group_id)
         self.metrics.completion_commits.labels("transaction").inc()
         self._unsent_offsets.clear()

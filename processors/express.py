@@ -23,11 +23,10 @@ What does not change:
 - No program starts before everything written on its way is on the broker: the executor awaits
   the acknowledgements of the request's transitions and the queue's writes together with its
   STARTED (`Executor.offer`), where through Kafka each stage read only what was already there.
-- The completion commits an express result in a transaction of its own, without the consumed
-  offsets (processors/completion.py says why that keeps one result per execution). Only when no
-  other run is going on in the executor here: under load the completion's loop commits the
-  results that arrive together in one transaction, which a transaction per result would undo (a
-  burst of 300 went from ~86 to ~64 results/s when every result took the express lane).
+- The completion writes an express result with the shared producer, as a plain idempotent write
+  outside any transaction (processors/completion.py says why that keeps one result per execution,
+  and what it gives up). Only when no other run is going on in the executor here: under load the
+  completion's loop commits the results that arrive together in one transaction.
 - A stage whose express work fails stops as if its own loop had failed.
 
 `AEVATAR_EXPRESS=false` sends every hand-off through the broker. `sandbox_express_handoffs_total`
@@ -107,7 +106,8 @@ def connect(
         express.producer = producer
         express.completion = completion
         express.executor = executor
-        if completion is not None and executor is not None:
+        if completion is not None and executor is not None and producer is not None:
             completion.fed_in_process = True  # its consumer then fetches in batches (processors/completion.py)
+            completion.express_producer = producer
         if executor is not None:
             executor.on_written = express.transition_written

@@ -80,8 +80,9 @@ class ProcessorMetrics:
         )
         self.completion_commits = Counter(
             "sandbox_completion_commits_total",
-            "Offset commits of the completion stage: `transaction` when a batch produced results or dead "
-            "letters, `plain` for batches of events that produce nothing.",
+            "Commits of the completion stage: `transaction` when a batch produced results or dead "
+            "letters, `plain` for offsets of batches of events that produce nothing, `express` for a "
+            "result written at once from the executor in this process (processors/completion.py).",
             ["kind"],
             registry=self.registry,
         )

@@ -47,6 +47,11 @@ def handoffs(metrics_text: str) -> dict[str, float]:
     return {stage: float(value) for stage, value in found}
 
 
+def completion_commits(metrics_text: str) -> dict[str, float]:
+    found = re.findall(r'^sandbox_completion_commits_total\{kind="(\w+)"\} ([0-9.e+]+)$', metrics_text, re.M)
+    return {kind: float(value) for kind, value in found}
+
+
 async def launches_written(settings: Settings) -> int:
     return len(await read_all(settings, Topics(settings.topic_prefix).launches))
 
@@ -88,6 +93,10 @@ async def test_up_hands_each_request_through_in_process_and_writes_it_all(
         # Every stage took each request in process: the gateway's request, the VALIDATED, the launch,
         # the terminal transition.
         assert await counted() == {"validation": 3.0, "scheduling": 3.0, "launch": 3.0, "completion": 3.0}
+        # Each result was a plain write of its own; the loop, reading the terminal events later, had
+        # nothing left to write in a transaction.
+        commits = completion_commits((await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text)
+        assert commits.get("express") == 3.0 and commits.get("transaction", 0.0) == 0.0, commits
     # No launch went through the topic; the audit trail is whole and in order; one result each.
     assert await launches_written(settings) == 0
     events = await events_by_id(settings)

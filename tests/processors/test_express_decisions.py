@@ -178,13 +178,13 @@ async def test_the_completion_is_handed_terminal_transitions_only_while_no_other
 
 
 async def test_an_express_failure_stops_the_completion_before_its_next_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whether a failed express transaction committed is unknown: a batch fetched meanwhile must not be
+    """Whether a failed express write landed is unknown: a batch fetched meanwhile must not be
     processed (it could write the same result again); the loop stops with the failure instead."""
     from processors import completion
     from streams import kafka
 
     stage = completion.Completion(SETTINGS)
-    failure = RuntimeError("the express transaction failed")
+    failure = RuntimeError("the express write failed")
     transactions: list[str] = []
 
     class Consumer:
@@ -218,6 +218,6 @@ async def test_an_express_failure_stops_the_completion_before_its_next_batch(mon
         await fetched.wait()  # ... while the loop's batch comes in and waits for it
         await asyncio.sleep(0)
         stage._failed = failure  # ... and then fails
-    with pytest.raises(RuntimeError, match="the express transaction failed"):
+    with pytest.raises(RuntimeError, match="the express write failed"):
         await loop
     assert transactions == []
