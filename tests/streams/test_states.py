@@ -137,7 +137,8 @@ def test_duplicates_change_nothing(data: st.DataObject) -> None:
     for e in events:
         noisy.extend([e] * data.draw(st.integers(1, 3)))
         # A replay of anything already seen, at a random point.
-        if noisy and data.draw(st.booleans()):
+        replay: bool = data.draw(st.booleans())
+        if replay:
             noisy.append(data.draw(st.sampled_from(noisy)))
     assert _fold(noisy) == clean
 
