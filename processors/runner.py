@@ -44,6 +44,7 @@ def default_backend(settings: Settings) -> LocalBackend:
         max_slots=slots,
         uid_base=settings.sandbox_uid_base,
         state_dir=str(settings.sandbox_state_dir / str(settings.sandbox_uid_base)),
+        runs_tmpfs_mib=settings.sandbox_runs_tmpfs_mib,
         cgroup_prefix=f"aevatar-sandbox-{settings.sandbox_uid_base}",
         warm_pool=pool,
     )

@@ -45,7 +45,7 @@ from runtime.reaper import exited, reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
 from runtime.warm_pool import BOOTS, PoolKey, WarmPool, WarmPoolConfig, payload
-from runtime.workspace import Workspace, check_relative_name
+from runtime.workspace import Workspace, check_relative_name, mount_runs, unmount_runs
 from streams.states import State
 
 log = structlog.get_logger()
@@ -60,6 +60,9 @@ BWRAP_OWN_PROCESSES = 2  # bubblewrap's monitor and its pid-1 init live in the r
 @dataclass(frozen=True, slots=True)
 class LocalBackendConfig:
     state_dir: str = "/var/lib/aevatar-sandbox"  # outside any checkout; runs/<random id>/ per run
+    # > 0: runs/ becomes a tmpfs of at most this size while the backend is up (runtime/workspace.py,
+    # mount_runs): a run's directories are made and removed in microseconds instead of ~150 µs on ext4.
+    runs_tmpfs_mib: int = 0
     uid_base: int = 61000  # slot i runs as host uid uid_base + i (never shared by concurrent runs)
     max_slots: int = 32
     cgroup_prefix: str = "aevatar-sandbox"
@@ -232,6 +235,7 @@ class LocalBackend:
         self._layout: CgroupLayout | None = None
         self._bpf: bytes | None = None
         self._closed = False
+        self._runs_mounted = False
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._teardowns: set[asyncio.Task[None]] = set()
         self._probes: dict[str, _Probe] = {}
@@ -269,6 +273,12 @@ class LocalBackend:
                     self._slots.put_nowait(i)
                 os.makedirs(os.path.join(self.config.state_dir, "runs"), mode=0o711, exist_ok=True)
                 os.chmod(self.config.state_dir, 0o711)
+                if self.config.runs_tmpfs_mib > 0 and not self._runs_mounted:
+                    try:
+                        mount_runs(self.config.state_dir, self.config.runs_tmpfs_mib)  # or reuse a predecessor's
+                        self._runs_mounted = True  # this backend holds the state dir: it unmounts at close
+                    except OSError as exc:
+                        log.warning("runs_tmpfs_unavailable", error=str(exc), fallback="runs/ on the state dir's disk")
                 os.chmod(os.path.join(self.config.state_dir, "runs"), 0o711)
                 self._cache.ensure()
                 if self.config.sandbox_exec_dir is not None:
@@ -350,6 +360,9 @@ class LocalBackend:
         while self._running:
             await asyncio.sleep(0.01)
         await self.settled()
+        if self._runs_mounted:
+            unmount_runs(self.config.state_dir)
+            self._runs_mounted = False
         if self._layout is not None:
             probe_cg = RunCgroup(self._layout, self.config.cgroup_prefix, "_")
             for path in probe_cg.dirs.values():

@@ -103,4 +103,8 @@ def sweep(state_dir: str, cgroup_prefix: str, uid_base: int, slots: int) -> Swee
                 _umount(str(disk))
             shutil.rmtree(run, ignore_errors=True)  # rmtree never follows symlinks
             runs += 1
+    art_dir = Path(state_dir) / "art"  # compiled runs' artifacts (runtime/workspace.py)
+    if art_dir.is_dir():
+        for art in art_dir.iterdir():
+            shutil.rmtree(art, ignore_errors=True)
     return SweepReport(killed, removed, runs)

@@ -74,6 +74,9 @@ class Settings:
     executor_slots: int = 4  # concurrent runs per launch worker
     sandbox_uid_base: int = 61000  # slot i of the local backend runs as host uid sandbox_uid_base + i
     sandbox_state_dir: Path = Path("/var/lib/aevatar-sandbox")
+    # The local backend's runs/ (each run's directories, the request's files) on a tmpfs of at most
+    # this size while an executor is up; 0 keeps it on the state dir's disk (runtime/workspace.py).
+    sandbox_runs_tmpfs_mib: int = 512
     sandbox_backend: str = "local"  # "local" (bubblewrap on this host) or "kubernetes" (a Job per run)
     k8s_namespace: str = "aevatar-sandbox"
     k8s_runtime_class: str = ""  # e.g. "gvisor"; empty: the cluster default

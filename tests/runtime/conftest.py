@@ -52,8 +52,11 @@ async def backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
     await b.check()
     yield b
     await b.close()
-    # The state dir is this session's own; every run's directory inside it is already gone.
+    # The state dir is this session's own; every run's directory inside it is already gone (rmdir
+    # fails otherwise): runs/, and art/ once a compiled run has been.
     os.rmdir(os.path.join(STATE_DIR, "runs"))
+    if os.path.isdir(os.path.join(STATE_DIR, "art")):
+        os.rmdir(os.path.join(STATE_DIR, "art"))
     os.rmdir(STATE_DIR)
 
 

@@ -35,4 +35,6 @@ async def test_nothing_of_any_run_remains(backend: LocalBackend) -> None:
     assert mounts == [], "a run's tmpfs is still mounted"
     runs = os.path.join(STATE_DIR, "runs")
     assert os.listdir(runs) == [], "a run's directory remains"
+    art = os.path.join(STATE_DIR, "art")
+    assert not os.path.isdir(art) or os.listdir(art) == [], "a compiled run's artifacts remain"
     assert sandbox_uid_processes(62500, 1) == []
