@@ -52,12 +52,16 @@ async def backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
     await b.check()
     yield b
     await b.close()
-    # The state dir is this session's own; every run's directory inside it is already gone (rmdir
-    # fails otherwise): runs/, and art/ once a compiled run has been.
-    os.rmdir(os.path.join(STATE_DIR, "runs"))
-    if os.path.isdir(os.path.join(STATE_DIR, "art")):
-        os.rmdir(os.path.join(STATE_DIR, "art"))
-    os.rmdir(STATE_DIR)
+    remove_state_dir(STATE_DIR)  # the session's own
+
+
+def remove_state_dir(state_dir: str) -> None:
+    """Remove a closed backend's state dir, which must hold nothing of any run any more (rmdir fails
+    otherwise): runs/, and art/ once a compiled run has been (runtime/workspace.py)."""
+    for sub in ("runs", "art"):
+        if os.path.isdir(os.path.join(state_dir, sub)):
+            os.rmdir(os.path.join(state_dir, sub))
+    os.rmdir(state_dir)
 
 
 @dataclass

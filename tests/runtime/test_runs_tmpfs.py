@@ -8,11 +8,11 @@ import textwrap
 
 import pytest
 
-from runtime.local import LocalBackend
+from runtime.local import LocalBackend, LocalBackendConfig
 from runtime.types import RunRequest
 from runtime.workspace import Workspace, mount_runs, unmount_runs
 from streams.states import State
-from tests.runtime.conftest import SMALL, make_config, next_id
+from tests.runtime.conftest import SMALL, make_config, next_id, remove_state_dir
 
 pytestmark = pytest.mark.sandbox
 
@@ -33,14 +33,14 @@ NLINK_C = textwrap.dedent("""
 """)
 
 
-def tmpfs_mounts(path: str) -> list[str]:
+def mounts_at(path: str) -> list[str]:
     """The file system types mounted exactly at `path` (stacked mounts show as several)."""
     with open("/proc/self/mountinfo") as f:
         fields = [line.split() for line in f]
     return [row[row.index("-") + 1] for row in fields if row[4] == path]
 
 
-def config(state_dir: str) -> object:
+def config(state_dir: str) -> LocalBackendConfig:
     return make_config(
         state_dir=state_dir,
         cgroup_prefix=f"aevatar-sandbox-test-{TAG}",
@@ -50,20 +50,13 @@ def config(state_dir: str) -> object:
     )
 
 
-def cleanup(state_dir: str) -> None:
-    for sub in ("runs", "art"):
-        if os.path.isdir(os.path.join(state_dir, sub)):
-            os.rmdir(os.path.join(state_dir, sub))  # fails if anything of a run remains
-    os.rmdir(state_dir)
-
-
 async def test_runs_live_on_a_tmpfs_and_artifacts_stay_hard_links_to_the_cache() -> None:
     state_dir = f"/tmp/aevatar-sandbox-tests-{TAG}-a"
     runs = os.path.join(state_dir, "runs")
-    backend = LocalBackend(config(state_dir))  # type: ignore[arg-type]
+    backend = LocalBackend(config(state_dir))
     await backend.check()
     try:
-        assert tmpfs_mounts(runs) == ["tmpfs"]
+        assert mounts_at(runs) == ["tmpfs"]
         outcome = await backend.run(RunRequest(next_id("tmpfs"), "python", "print('on tmpfs')", limits=SMALL))
         assert (outcome.state, outcome.stdout) == (State.SUCCEEDED, b"on tmpfs\n")
         # A compiled program twice: the second run takes its binary from the compile cache, which
@@ -77,8 +70,8 @@ async def test_runs_live_on_a_tmpfs_and_artifacts_stay_hard_links_to_the_cache()
         assert os.listdir(runs) == []  # each run's directories are gone
     finally:
         await backend.close()
-    assert tmpfs_mounts(runs) == []  # unmounted at close
-    cleanup(state_dir)
+    assert mounts_at(runs) == []  # unmounted at close
+    remove_state_dir(state_dir)
 
 
 async def test_a_predecessors_mount_is_reused_not_stacked() -> None:
@@ -88,18 +81,18 @@ async def test_a_predecessors_mount_is_reused_not_stacked() -> None:
     runs = os.path.join(state_dir, "runs")
     assert mount_runs(state_dir, 16) is True  # what the killed predecessor left
     assert mount_runs(state_dir, 16) is False
-    assert tmpfs_mounts(runs) == ["tmpfs"]
-    backend = LocalBackend(config(state_dir))  # type: ignore[arg-type]
+    assert mounts_at(runs) == ["tmpfs"]
+    backend = LocalBackend(config(state_dir))
     try:
         await backend.check()
-        assert tmpfs_mounts(runs) == ["tmpfs"]
+        assert mounts_at(runs) == ["tmpfs"]
         outcome = await backend.run(RunRequest(next_id("tmpfs"), "python", "print(2)", limits=SMALL))
         assert outcome.stdout == b"2\n"
     finally:
         await backend.close()
         unmount_runs(state_dir)  # nothing left to detach if close did it; it must have
-    assert tmpfs_mounts(runs) == []
-    cleanup(state_dir)
+    assert mounts_at(runs) == []
+    remove_state_dir(state_dir)
 
 
 def test_a_workspace_keeps_its_artifacts_beside_runs() -> None:

@@ -17,7 +17,7 @@ from runtime.metrics import warm_pool_count
 from runtime.types import Limits, RunRequest
 from runtime.warm_pool import PoolKey, WarmPoolConfig, payload, target_size
 from streams.states import Limit, State
-from tests.runtime.conftest import MAX_SLOTS, SMALL, UID_BASE, make_config, next_id
+from tests.runtime.conftest import MAX_SLOTS, SMALL, UID_BASE, make_config, next_id, remove_state_dir
 
 pytestmark = pytest.mark.sandbox
 
@@ -40,8 +40,7 @@ async def pooled() -> AsyncIterator[LocalBackend]:
     yield backend
     await backend.close()
     assert not os.listdir(os.path.join(config.state_dir, "runs"))  # every sandbox, idle or used, is gone
-    os.rmdir(os.path.join(config.state_dir, "runs"))
-    os.rmdir(config.state_dir)
+    remove_state_dir(config.state_dir)
 
 
 def _request(code: str, *, language: str = "python", limits: Limits = SMALL, **fields: object) -> RunRequest:
