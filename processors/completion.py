@@ -106,8 +106,9 @@ class Completion:
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._failed: Exception | None = None  # an express hand-off that failed: the loop stops with it
-        self.fed_in_process = False  # set by processors/express.py's connect: an executor here hands it results
-        self.express_producer: AIOKafkaProducer | None = None  # the shared one it writes those with (connect)
+        # Set by processors/express.py's connect when an executor here hands it results: the producer
+        # the stages here share, which writes those results.
+        self.express_producer: AIOKafkaProducer | None = None
 
     async def run(self) -> None:
         # sandbox.events is never written in a transaction: read as written (a read_committed long
@@ -116,7 +117,7 @@ class Completion:
             self.settings,
             group_id=self.group_id,
             transactional_input=False,
-            batch_wait_ms=EXPRESS_FED_FETCH_WAIT_MS if self.fed_in_process else None,
+            batch_wait_ms=EXPRESS_FED_FETCH_WAIT_MS if self.express_producer is not None else None,
         )
         consumer.subscribe([self.topics.events])
         # A stable transactional id per worker identity: starting the producer fences the zombie of
@@ -261,7 +262,8 @@ class Completion:
                 if event.execution_id in pending:
                     continue
                 pending.add(event.execution_id)
-                newly_done.append((await self._send_result(producer, event, record.headers))[0])
+                done, _ = await self._send_result(producer, event, record.headers)  # the commit awaits it
+                newly_done.append(done)
             await producer.send_offsets_to_transaction(offsets, self.group_id)
         self.metrics.completion_commits.labels("transaction").inc()
         self._unsent_offsets.clear()

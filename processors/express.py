@@ -107,7 +107,6 @@ def connect(
         express.completion = completion
         express.executor = executor
         if completion is not None and executor is not None and producer is not None:
-            completion.fed_in_process = True  # its consumer then fetches in batches (processors/completion.py)
-            completion.express_producer = producer
+            completion.express_producer = producer  # its consumer then fetches in batches (processors/completion.py)
         if executor is not None:
             executor.on_written = express.transition_written
