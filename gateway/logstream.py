@@ -100,8 +100,7 @@ async def follow(
     Yields None after a fetch that brought nothing, so the caller can look at the execution's state.
     """
     topic = Topics(settings.topic_prefix).logs
-    partitions = sorted(await producer.partitions_for(topic))
-    tp = TopicPartition(topic, partitions[kafka.partition_for(execution_id, len(partitions))])
+    tp = TopicPartition(topic, kafka.partition_among(execution_id, await producer.partitions_for(topic)))
     consumer = kafka.consumer(settings, group_id=None, interactive=True)  # someone watches
     try:
         await consumer.start()

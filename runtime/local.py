@@ -273,7 +273,7 @@ class LocalBackend:
                     self._slots.put_nowait(i)
                 os.makedirs(os.path.join(self.config.state_dir, "runs"), mode=0o711, exist_ok=True)
                 os.chmod(self.config.state_dir, 0o711)
-                if self.config.runs_tmpfs_mib > 0 and not self._runs_mounted:
+                if self.config.runs_tmpfs_mib > 0:
                     try:
                         mount_runs(self.config.state_dir, self.config.runs_tmpfs_mib)  # or reuse a predecessor's
                         self._runs_mounted = True  # this backend holds the state dir: it unmounts at close

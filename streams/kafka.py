@@ -27,18 +27,23 @@ def partition_for(execution_id: str, partitions: int) -> int:
     return int(murmur2(execution_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def partition_among(execution_id: str, partitions: Iterable[int]) -> int:
+    """The one of a topic's `partitions` (in any order; not empty) that holds the execution."""
+    ordered = sorted(partitions)
+    return ordered[partition_for(execution_id, len(ordered))]
+
+
 def execution_partitioner(key_bytes: bytes, all_partitions: Sequence[int], available: Sequence[int]) -> int:
     """Partition by the execution id part of a key: "<id>:<seq>" and "<id>" go to the same partition."""
-    execution_id = key_bytes.decode(errors="replace").split(":", 1)[0]
-    return sorted(all_partitions)[partition_for(execution_id, len(all_partitions))]
+    return partition_among(key_bytes.decode(errors="replace").split(":", 1)[0], all_partitions)
 
 
 def execution_partition(consumer: AIOKafkaConsumer, topic: str, execution_id: str) -> TopicPartition | None:
     """The partition of `topic` that holds the execution, by the consumer's metadata; None while unknown."""
-    partitions = sorted(consumer.partitions_for_topic(topic) or ())
+    partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         return None
-    return TopicPartition(topic, partitions[partition_for(execution_id, len(partitions))])
+    return TopicPartition(topic, partition_among(execution_id, partitions))
 
 
 def as_read(
