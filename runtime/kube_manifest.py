@@ -17,11 +17,13 @@ import hashlib
 import math
 import posixpath
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import InvalidRequest
+from runtime.kube_frames import RUNNER_PATH
 from runtime.languages.base import Language
 from runtime.types import Limits, RunRequest
 
@@ -46,10 +48,27 @@ STDIN_KEY = "stdin"
 # The ConfigMap is stored in etcd (1.5 MiB per object); binaryData is base64, so 4/3 of the bytes.
 MAX_INPUT_BYTES = 768 * 1024
 
-# "$@" is the program's argv: the user's argv is never parsed by a shell.
-STAGE_AND_EXEC = f'cp -RL {INPUT_DIR}/files/. {WORK_DIR}/ && exec "$@" < /dev/null'
-STAGE_AND_EXEC_WITH_STDIN = f'cp -RL {INPUT_DIR}/files/. {WORK_DIR}/ && exec "$@" < {INPUT_DIR}/{STDIN_KEY}'
-EXEC_WITH_STDIN = f'exec "$@" < {INPUT_DIR}/{STDIN_KEY}'
+STAGE = f"cp -RL {INPUT_DIR}/files/. {WORK_DIR}/"
+
+
+def container_script(*, stage: bool, stdin: bool, limits: Limits, artifacts_dir: str | None, runner: str | None) -> str:
+    """The container's `sh -c` script. "$@" is the program's argv: the user's argv is never parsed by
+    a shell. With `runner`, aevatar-runner (runtime/kube_frames.py) starts the program and reports."""
+    steps = []
+    if stage:
+        steps.append(STAGE)
+        if artifacts_dir:
+            steps.append(f"mkdir -p {shlex.quote(artifacts_dir)}")
+    launcher = ""
+    if runner is not None:
+        launcher = (
+            f"{shlex.quote(runner)} --output-bytes {int(limits.output_bytes)}"
+            f" --wall-time-ms {int(limits.wall_time_ms)} -- "
+        )
+    source = f"{INPUT_DIR}/{STDIN_KEY}" if stdin else "/dev/null"
+    steps.append(f'exec {launcher}"$@" < {source}')
+    return " && ".join(steps)
+
 
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _CONFIGMAP_KEY = re.compile(r"^[-._A-Za-z0-9]+$")
@@ -80,6 +99,10 @@ class KubernetesConfig:
     # The pod log API splits stdout from stderr only with the PodLogsQuerySplitStreams feature gate
     # (alpha in 1.32-1.36). Without it both streams arrive interleaved, reported as stdout.
     split_log_streams: bool = False
+    # aevatar-runner in the image (runtime/pod_runner.c): keeps stdout and stderr apart, reports the
+    # exact exit status, the limit that fired and the cgroup's usage. None: the program is the
+    # container's process, and its end is read from the pod status alone.
+    runner_path: str | None = RUNNER_PATH
     # Server-side watch timeout: the watch is re-opened from its resourceVersion after this.
     watch_timeout_s: int = 240
     watch_backoff_initial_ms: int = 250
@@ -215,15 +238,19 @@ def build_job(request: RunRequest, language: Language, config: KubernetesConfig)
     run_argv = language.run_argv(request.args, files=list(files), memory_mib=limits.memory_mib)
     compile_argv = language.compile_argv(files=list(files), memory_mib=language.compile_limits.memory_mib)
     init_containers: list[JsonObject] = []
+    artifacts = language.artifacts_dir if language.artifacts_dir not in {"", "."} else None
     if compile_argv is not None:
+        compile_script = container_script(
+            stage=True, stdin=False, limits=language.compile_limits, artifacts_dir=artifacts, runner=config.runner_path
+        )
         init_containers.append(
             _container(
-                CONTAINER_COMPILE, image, STAGE_AND_EXEC, compile_argv, language.compile_limits, language, config
+                CONTAINER_COMPILE, image, compile_script, compile_argv, language.compile_limits, language, config
             )
         )
-        run_script = EXEC_WITH_STDIN
-    else:
-        run_script = STAGE_AND_EXEC_WITH_STDIN
+    run_script = container_script(
+        stage=compile_argv is None, stdin=True, limits=limits, artifacts_dir=None, runner=config.runner_path
+    )
     items = [{"key": STDIN_KEY, "path": STDIN_KEY}]
     items += [{"key": configmap_key(i), "path": f"files/{n}"} for i, n in enumerate(sorted(files))]
     pod_labels = labels(request, config)

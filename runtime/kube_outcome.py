@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.kube_frames import RunnerEnd
 from runtime.kube_manifest import ANNOTATION_EXECUTION, CONTAINER_COMPILE, CONTAINER_RUN, LABEL_EXECUTION
 from streams.states import Limit, State
 
@@ -305,3 +306,25 @@ def next_check_at(job: JobView | None, pod: PodView | None, start_timeout_s: flo
     if job.deadline_s:
         times.append(job.created_at + job.deadline_s + grace_s)
     return min(times) if times else None
+
+
+def runner_decision(decision: Decision, end: RunnerEnd | None, oom_killed: bool) -> Decision:
+    """A program end as aevatar-runner reported it (kube_frames), which the pod status only guesses.
+
+    The status gives 128+N for a signal and nothing about which limit fired; the runner read the
+    real status from waitid, enforced the wall time and output limits itself, and read the
+    cgroup's OOM kills. A decision that is not a program end (never started, cancelled, ...) is
+    kept, and so is every decision when there is no report (an image without the runner).
+    """
+    if end is None or decision.state not in {State.SUCCEEDED, State.FAILED, State.LIMIT_EXCEEDED}:
+        return decision
+    if end.error is not None:
+        return Decision(State.ERROR, None, None, None, f"the sandbox could not start the program: {end.error}")
+    limit = end.limit
+    if limit is None and oom_killed and end.signal == _signal.SIGKILL:
+        limit = Limit.MEMORY
+    if limit is not None:
+        return Decision(State.LIMIT_EXCEEDED, limit, end.exit_code, end.signal)
+    if end.exit_code == 0:
+        return Decision(State.SUCCEEDED, None, 0, None)
+    return Decision(State.FAILED, None, end.exit_code, end.signal)

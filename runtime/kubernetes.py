@@ -27,6 +27,7 @@ import structlog
 from runtime.capture import Capture, Stream
 from runtime.errors import BackendClosed, InvalidRequest, RuntimeSandboxError, UnknownLanguage
 from runtime.kube_client import KubeApiError, KubeClient, connect
+from runtime.kube_frames import FrameDecoder, RunnerEnd, decode_log, log_limit_bytes
 from runtime.kube_manifest import (
     ANNOTATION_EXECUTION,
     ANNOTATION_OUTPUT_BYTES,
@@ -42,7 +43,7 @@ from runtime.kube_manifest import (
     label_value,
     selector,
 )
-from runtime.kube_outcome import Decision, decide, next_check_at, observe_job, observe_pod
+from runtime.kube_outcome import Decision, decide, next_check_at, observe_job, observe_pod, runner_decision
 from runtime.kube_watch import Informer
 from runtime.languages import LANGUAGES, Language
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
@@ -59,6 +60,7 @@ __all__ = ["ApiPodLogs", "ContainerLogs", "KubernetesConfig", "KubernetesHostMan
 class ContainerLogs:
     stdout: bytes
     stderr: bytes
+    end: RunnerEnd | None = None  # how the program ended, when aevatar-runner wrote the log
 
 
 class PodLogs(Protocol):
@@ -74,7 +76,13 @@ class PodLogs(Protocol):
 
 
 class ApiPodLogs:
-    """PodLogs through the API server's pods/log subresource."""
+    """PodLogs through the API server's pods/log subresource.
+
+    A log that aevatar-runner wrote (runtime/kube_frames.py) carries both streams apart and the
+    program's end, with no feature gate; any other log is the container's output as the API
+    gives it: both streams mixed, as stdout, unless `split_streams` (the alpha
+    PodLogsQuerySplitStreams gate) lets the API tell them apart.
+    """
 
     def __init__(self, client: KubeClient, split_streams: bool = False) -> None:
         self._client = client
@@ -87,27 +95,43 @@ class ApiPodLogs:
         return await self._client.read_bytes(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query)
 
     async def read(self, namespace: str, pod: str, container: str, limit_bytes: int) -> ContainerLogs:
-        if not self.split_streams:  # both streams interleaved: reported as stdout
-            return ContainerLogs(await self._read(namespace, pod, container, limit_bytes, None), b"")
-        out = await self._read(namespace, pod, container, limit_bytes, "Stdout")
+        framed_limit = log_limit_bytes(limit_bytes)
+        if not self.split_streams:  # both streams interleaved: reported as stdout, unless framed
+            log = decode_log(await self._read(namespace, pod, container, framed_limit, None))
+            if log.end is None and not log.stderr:
+                return ContainerLogs(log.stdout[:limit_bytes], b"")
+            return ContainerLogs(log.stdout, log.stderr, log.end)
+        out = await self._read(namespace, pod, container, framed_limit, "Stdout")
+        decoded = decode_log(out)
+        if decoded.end is not None or decoded.stderr:
+            return ContainerLogs(decoded.stdout, decoded.stderr, decoded.end)
         err = await self._read(namespace, pod, container, limit_bytes, "Stderr")
-        return ContainerLogs(out, err)
+        return ContainerLogs(out[:limit_bytes], err)
 
     async def follow(
         self, namespace: str, pod: str, container: str, limit_bytes: int
     ) -> AsyncIterator[tuple[Stream, bytes]]:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-        base: dict[str, str | int | bool] = {"container": container, "limitBytes": limit_bytes, "follow": True}
+        base: dict[str, str | int | bool] = {
+            "container": container,
+            "limitBytes": log_limit_bytes(limit_bytes),
+            "follow": True,
+        }
         if not self.split_streams:
+            decoder = FrameDecoder()
             async for chunk in self._client.stream_bytes(path, base, FOLLOW_READ_TIMEOUT_S):
-                yield "stdout", chunk
+                for decoded in decoder.feed(chunk):
+                    yield decoded
             return
         queue: asyncio.Queue[tuple[Stream, bytes] | BaseException | None] = asyncio.Queue()
 
         async def pump(stream: Stream, name: str) -> None:
+            # The runner writes only to its stdout: its frames carry both of the program's streams.
+            decoder = FrameDecoder() if stream == "stdout" else None
             try:
                 async for chunk in self._client.stream_bytes(path, {**base, "stream": name}, FOLLOW_READ_TIMEOUT_S):
-                    await queue.put((stream, chunk))
+                    for piece in decoder.feed(chunk) if decoder is not None else [(stream, chunk)]:
+                        await queue.put(piece)
                 await queue.put(None)
             except Exception as exc:
                 await queue.put(exc)
@@ -454,6 +478,7 @@ class KubernetesHostManager:
         compile_output, compile_ms, run_ms = b"", 0, 0
         capture = Capture(cap)
         log_error: str | None = None
+        end: RunnerEnd | None = None
         if pod is not None and pod.name:
             if pod.compile_end is not None:
                 compile_ms = pod.compile_end.ms
@@ -467,6 +492,7 @@ class KubernetesHostManager:
                 run_ms = pod.run_end.ms if pod.run_end is not None else 0
                 try:
                     logs = await self._logs.read(self.config.namespace, pod.name, CONTAINER_RUN, cap + 1)
+                    end = logs.end
                     streams: tuple[tuple[Stream, bytes], ...] = (("stdout", logs.stdout), ("stderr", logs.stderr))
                     for stream, data in streams:
                         capture.add(stream, data)
@@ -479,6 +505,10 @@ class KubernetesHostManager:
                 except KubeApiError as exc:
                     log_error = str(exc)
                     log.warning("kube_logs_unreadable", pod=pod.name, container=CONTAINER_RUN, error=log_error)
+        oom_killed = pod is not None and pod.run_end is not None and pod.run_end.reason == "OOMKilled"
+        decision = runner_decision(decision, end, oom_killed)
+        if end is not None and end.truncated is not None:
+            capture.truncated[end.truncated] = True
         state, limit, error = decision.state, decision.limit, decision.error
         if capture.overflowed and state in {State.SUCCEEDED, State.FAILED}:
             state, limit = State.LIMIT_EXCEEDED, Limit.OUTPUT
@@ -487,5 +517,7 @@ class KubernetesHostManager:
         return Outcome(
             state, limit, decision.exit_code, decision.signal,
             bytes(capture.data["stdout"]), bytes(capture.data["stderr"]), compile_output,
-            capture.truncated["stdout"], capture.truncated["stderr"], 0, 0, compile_ms, run_ms, error,
+            capture.truncated["stdout"], capture.truncated["stderr"],
+            end.cpu_time_ms if end is not None else 0, end.memory_peak_kib if end is not None else 0,
+            compile_ms, end.run_ms if end is not None else run_ms, error,
         )  # fmt: skip

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds a Kubernetes control plane for the integration tests (tests/kubernetes/) from Go modules,
+# Builds the local single-node Kubernetes (tests/kubernetes/, `make up-kubernetes`) from Go modules,
 # into a cache outside the repo, and nothing twice:
 #
 #   ${AEVATAR_K8S_CACHE:-~/.cache/aevatar-sandbox/k8s}/<k8s version>/bin/
-#       kube-apiserver  kube-controller-manager  kubectl  etcd
+#       kube-apiserver  kube-controller-manager  kube-scheduler  kubelet  kubectl  etcd
 #
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api => ./staging/src/k8s.io/api, ...), so
 # `go install k8s.io/kubernetes/cmd/...@v1.x` is refused. A throw-away module requires
@@ -12,7 +12,7 @@
 #
 # Usage: scripts/k8s-control-plane.sh [--print-bin-dir]
 # Env:   AEVATAR_K8S_VERSION (default v1.36.3), AEVATAR_K8S_CACHE, AEVATAR_K8S_BUILD_JOBS (go build -p, default 1)
-# Exit:  0 when the four binaries are in the cache; non-zero with a message on stderr otherwise.
+# Exit:  0 when the six binaries are in the cache; non-zero with a message on stderr otherwise.
 set -euo pipefail
 
 K8S_VERSION=${AEVATAR_K8S_VERSION:-v1.36.3}
@@ -20,7 +20,7 @@ CACHE_ROOT=${AEVATAR_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aevatar-sandbox/
 JOBS=${AEVATAR_K8S_BUILD_JOBS:-1}
 DIR="$CACHE_ROOT/$K8S_VERSION"
 BIN="$DIR/bin"
-BINARIES=(kube-apiserver kube-controller-manager kubectl etcd)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd)
 
 say() { echo "k8s-control-plane: $*" >&2; }
 
@@ -54,10 +54,10 @@ if complete; then
 fi
 
 started=$(date +%s)
-say "building Kubernetes $K8S_VERSION control plane into $BIN (go build -p $JOBS; cold: about 10 minutes on 2 cores)"
+say "building Kubernetes $K8S_VERSION (control plane and node) into $BIN (go build -p $JOBS; cold: about 15 minutes on 2 cores)"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -buildvcs=false" GOTOOLCHAIN=local
 
-# --- kube-apiserver, kube-controller-manager, kubectl ---------------------------------------------
+# --- kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl --------------------
 src="$DIR/src/kubernetes"
 rm -rf "$src"
 mkdir -p "$src" "$BIN"
@@ -89,21 +89,24 @@ etcd_version=$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/server/v3 \(v[0-9.]*\).*#\
 say "$(grep -c "=> k8s.io/" "$src/go.mod") staging modules replaced by their published $staging_version"
 (
   cd "$src"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+  pkgs=()
+  for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION"); done
+  go get -tool "${pkgs[@]}"
+  # Only what is missing: a cache from before the node binaries existed keeps its control plane.
+  todo=()
+  for c in "${cmds[@]}"; do [ -x "$BIN/$c" ] || todo+=("k8s.io/kubernetes/cmd/$c"); done
   go build -p "$JOBS" -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" \
-    -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl
+    -o "$BIN/" "${todo[@]}"
 )
-say "kube-apiserver, kube-controller-manager, kubectl built after $(($(date +%s) - started))s"
+say "kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl built after $(($(date +%s) - started))s"
 
 # --- etcd, at the version Kubernetes pins -------------------------------------------------------
 etcd_version=${AEVATAR_ETCD_VERSION:-${etcd_version:-v3.6.8}}
 esrc="$DIR/src/etcd"
 rm -rf "$esrc"
 mkdir -p "$esrc"
-(
+[ -x "$BIN/etcd" ] || (
   cd "$esrc"
   printf 'module aevatar.local/etcd\n\ngo %s\n' "$go_directive" > go.mod
   go get -tool "go.etcd.io/etcd/server/v3@$etcd_version"
