@@ -60,13 +60,17 @@ async def make_backend(settings: Settings) -> Backend:
     if settings.sandbox_backend == "local":
         return default_backend(settings)
     if settings.sandbox_backend == "kubernetes":
-        from runtime.kube_manifest import KubernetesConfig
+        from runtime.kube_manifest import KubernetesConfig, parse_images
         from runtime.kubernetes import KubernetesHostManager
 
+        images = parse_images(settings.k8s_images, settings.k8s_image_languages)
         config = KubernetesConfig(
             namespace=settings.k8s_namespace,
             runtime_class_name=settings.k8s_runtime_class or None,
             executor_id=settings.executor_id,
+            deadline_slack_ms=settings.k8s_deadline_slack_ms,
+            image_pull_policy=settings.k8s_image_pull_policy,
+            **({"images": images} if images else {}),
         )
         manager = await KubernetesHostManager.from_kubeconfig(settings.kubeconfig or None, config)
         await manager.start()

@@ -81,6 +81,14 @@ class Settings:
     k8s_namespace: str = "aevatar-sandbox"
     k8s_runtime_class: str = ""  # e.g. "gvisor"; empty: the cluster default
     kubeconfig: str = ""  # empty: in-cluster config
+    # Runner images, "IMAGE" for every language it carries or "lang=IMAGE,lang=IMAGE"; a language
+    # without an image is unavailable. `make up-kubernetes` sets the local cluster's (scripts/k8s-images.sh).
+    k8s_images: str = ""
+    k8s_image_languages: str = "python,c,cpp,bash"  # the languages a single IMAGE carries
+    k8s_image_pull_policy: str = "IfNotPresent"  # Never for images imported into the node (no registry)
+    # The Job's activeDeadlineSeconds is the wall limit plus this: a backstop for pod start-up, since
+    # aevatar-runner enforces the wall limit itself from the program's start.
+    k8s_deadline_slack_ms: int = 10_000
     tenant_quota: int = 4
     max_attempts: int = 2
     lease_ms: int = 15_000
