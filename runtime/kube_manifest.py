@@ -111,6 +111,23 @@ class KubernetesConfig:
     status_grace_ms: int = 30_000
 
 
+def parse_images(spec: str, single_image_languages: str) -> dict[str, str]:
+    """Runner images from a setting: "IMAGE" (every language in `single_image_languages`) or
+    "lang=IMAGE,lang=IMAGE". Empty: {}. Raises ValueError naming the bad entry."""
+    spec = spec.strip()
+    if not spec:
+        return {}
+    if "=" not in spec:
+        return {lang.strip(): spec for lang in single_image_languages.split(",") if lang.strip()}
+    images: dict[str, str] = {}
+    for entry in spec.split(","):
+        lang, sep, image = entry.partition("=")
+        if not sep or not lang.strip() or not image.strip():
+            raise ValueError(f"AEVATAR_K8S_IMAGES: {entry!r} is not lang=IMAGE")
+        images[lang.strip()] = image.strip()
+    return images
+
+
 def label_value(text: str) -> str:
     """`text` when it is a valid label value, else a stable hash of it (still a valid label value)."""
     if len(text) <= 63 and _LABEL_VALUE.match(text):

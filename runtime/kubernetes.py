@@ -485,6 +485,8 @@ class KubernetesHostManager:
                 try:
                     logs = await self._logs.read(self.config.namespace, pod.name, CONTAINER_COMPILE, 65_536)
                     compile_output = logs.stdout + logs.stderr
+                    if logs.end is not None:  # milliseconds, where the pod status has whole seconds
+                        compile_ms = logs.end.run_ms
                 except KubeApiError as exc:
                     log_error = str(exc)
                     log.warning("kube_logs_unreadable", pod=pod.name, container=CONTAINER_COMPILE, error=log_error)

@@ -1,12 +1,38 @@
-# Sourced by scripts/install.sh (set -euo pipefail, cwd = repo root).
-# The Kubernetes control plane that tests/kubernetes runs against: kube-apiserver, kube-controller-manager,
-# kubectl and etcd, built from Go modules by scripts/k8s-control-plane.sh into a cache outside the repo
-# (~/.cache/aevatar-sandbox/k8s/<version>/bin). Cold: 10-12 minutes on 2 cores; cached: instant.
-# A failure here does not stop the install; the kubernetes tests then FAIL and print the reason.
-if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
-  echo "install: apt-get install openssl (test certificates for the Kubernetes control plane)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || true
+#!/usr/bin/env bash
+# Everything the local single-node Kubernetes cluster needs (`make up-kubernetes`, and the
+# Kubernetes tests in `make test`), and nothing twice; `make up` does not need it:
+# - Debian packages: containerd, runc, the CNI plugins, umoci, debootstrap, ebtables, curl, openssl;
+# - Kubernetes v1.36 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+#   kubectl) built from Go modules into ~/.cache/aevatar-sandbox/k8s/<version>/bin
+#   (scripts/k8s-control-plane.sh; cold: about 12-15 minutes on 2 cores);
+# - the runner and pause images (scripts/k8s-images.sh; cold: about 1 minute).
+# A part that fails says why; the Kubernetes tests then FAIL and print the reason.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { echo "install-kubernetes: [$1] $2 (+$(($(date +%s) - started))s)"; }
+
+packages=(containerd runc containernetworking-plugins umoci debootstrap ebtables curl openssl iproute2)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    step 1/3 "apt-get install ${missing[*]}"
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+      echo "install-kubernetes: apt-get install ${missing[*]} failed" >&2
+  else
+    echo "install-kubernetes: as root: apt-get install ${missing[*]}" >&2
+  fi
+else
+  step 1/3 "Debian packages present"
 fi
-# The script finds the cache first, and needs the go tool only to build.
+step 2/3 "Kubernetes binaries (cached after the first build)"
 bash scripts/k8s-control-plane.sh ||
-  echo "install: the Kubernetes control plane could not be built: tests/kubernetes will fail and say why" >&2
+  echo "install-kubernetes: the Kubernetes binaries could not be built: tests/kubernetes will fail and say why" >&2
+step 3/3 "runner and pause images (cached by content)"
+bash scripts/k8s-images.sh ||
+  echo "install-kubernetes: the images could not be built: the real-node tests will fail and say why" >&2
+step done "ready"
