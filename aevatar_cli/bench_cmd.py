@@ -31,8 +31,10 @@ def bench(
     sequential: Annotated[int, typer.Option(help="requests per sequential (low-load) phase")] = 100,
     floor_n: Annotated[int, typer.Option(help="sandboxes in each floor loop")] = 200,
     languages: Annotated[bool, typer.Option(help="per-language cold and repeated hello world")] = True,
-    pool_size: Annotated[int, typer.Option(help="warm pool size per language at rest (0: off)")] = 2,
-    pool_max_size: Annotated[int, typer.Option(help="warm pool upper bound per language")] = 8,
+    pool_size: Annotated[
+        int, typer.Option(help="warm pool size per language at rest (0: off; -1: the default, from the slots)")
+    ] = -1,
+    pool_max_size: Annotated[int, typer.Option(help="warm pool upper bound per language (-1: the default)")] = -1,
     executor_slots: Annotated[int, typer.Option(help="concurrent runs of the executor (and capacity)")] = 8,
     port: Annotated[int, typer.Option(help="gateway port of the platform under test (+1: its metrics)")] = 18480,
     uid_base: Annotated[int, typer.Option(help="first host uid of the bench's sandboxes")] = 66500,

@@ -58,8 +58,8 @@ class BenchConfig:
     sustain_s: float = 60.0
     sustain_rate: float = 0.0  # 0: the throughput target, 70% of the bare bubblewrap loop's rate
     languages: bool = True
-    pool_size: int = 2
-    pool_max_size: int = 8
+    pool_size: int = -1  # -1: the platform's default (sized from the executor's slots); 0: off
+    pool_max_size: int = -1  # -1: the platform's default
     executor_slots: int = 8
     port: int = 18_480
     uid_base: int = 66_500  # the first free range of 500 from here on is used
@@ -148,8 +148,6 @@ class Platform:
             AEVATAR_EXECUTOR_SLOTS=str(cfg.executor_slots),
             AEVATAR_CAPACITY=str(cfg.executor_slots),
             AEVATAR_TENANT_QUOTA=str(cfg.executor_slots),
-            AEVATAR_RATE_LIMIT_PER_MIN=str(10**9),
-            AEVATAR_RATE_LIMIT_BURST=str(10**9),
             AEVATAR_MAX_WAIT_MS="180000",
             AEVATAR_WARM_POOL_SIZE=str(cfg.pool_size),
             AEVATAR_WARM_POOL_MAX_SIZE=str(cfg.pool_max_size),

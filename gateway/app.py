@@ -100,8 +100,10 @@ def guard(request: Request) -> Principal:
     services = _services(request)
     principal = services.keys.authenticate(request.headers.get("authorization"))
     request.state.principal = principal
-    bucket = principal.key_id if principal.key_id != "-" else f"ip:{request.client.host if request.client else '-'}"
-    retry_after_s = services.limiter.check(bucket, services.clock())
+    # One bucket per tenant (its keys share it); with no keys, per caller address.
+    address = request.client.host if request.client else "-"
+    bucket = f"tenant:{principal.tenant}" if principal.key_id != "-" else f"ip:{address}"
+    retry_after_s = services.limiter.check(bucket, services.clock(), principal.tenant)
     if retry_after_s:
         services.metrics.rate_limited.inc()
         raise ApiError(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,37 @@ def exit_code_for(execution: dict[str, Any]) -> int:
     return 0 if execution.get("state") == "SUCCEEDED" else 1
 
 
+# A 429 is retried after its Retry-After (capped per wait), until this much waiting in all.
+RETRY_BUDGET_S = 120.0
+RETRY_AFTER_CAP_S = 30.0
+
+
+def retry_after_s(response: httpx.Response) -> float:
+    """The wait a 429 asks for: its Retry-After in seconds (an HTTP date or nonsense counts as 1), capped."""
+    try:
+        wait = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        wait = 1.0
+    return min(max(wait, 0.0), RETRY_AFTER_CAP_S)
+
+
 class GatewayClient:
-    def __init__(self, url: str, api_key: str = "", timeout_s: float = 30.0) -> None:
+    """The gateway's REST and SSE API. A 429 is waited out (its Retry-After) and the call repeated,
+    for up to `retry_budget_s` of waiting; then it raises ApiError as any refusal."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str = "",
+        timeout_s: float = 30.0,
+        *,
+        retry_budget_s: float = RETRY_BUDGET_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url
+        self.retry_budget_s = retry_budget_s
+        self._sleep = sleep
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
 
     def close(self) -> None:
@@ -93,13 +121,28 @@ class GatewayClient:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise GatewayUnavailable(
-                f"no gateway is running at {self.url} (start it with `aevatar-sandbox gateway` or `aevatar-sandbox up`)"
-            ) from exc
-        return _checked(response)
+        waited_s = 0.0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise GatewayUnavailable(
+                    f"no gateway is running at {self.url} "
+                    "(start it with `aevatar-sandbox gateway` or `aevatar-sandbox up`)"
+                ) from exc
+            if not self._waited_out(response, waited_s):
+                return _checked(response)
+            waited_s += retry_after_s(response)
+
+    def _waited_out(self, response: httpx.Response, waited_s: float) -> bool:
+        """True when `response` is a 429 within the retry budget, after sleeping its Retry-After."""
+        if response.status_code != 429:
+            return False
+        wait = retry_after_s(response)
+        if waited_s + wait > self.retry_budget_s:
+            return False
+        self._sleep(wait)
+        return True
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", "/v1/executions", json=body)
@@ -109,6 +152,10 @@ class GatewayClient:
         result: dict[str, Any] = self._call("GET", f"/v1/executions/{execution_id}")
         return result
 
+    def languages(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/languages")
+        return result
+
     def cancel(self, execution_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/v1/executions/{execution_id}/cancel")
         return result
@@ -116,6 +163,7 @@ class GatewayClient:
     def logs(self, execution_id: str, last_event_id: str | None = None) -> Iterator[SseEvent]:
         """The execution's SSE log stream, resuming across dropped connections, until its `end` event."""
         reconnects = 0
+        waited_s = 0.0
         while True:
             headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
             try:
@@ -124,6 +172,9 @@ class GatewayClient:
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
+                        if self._waited_out(response, waited_s):  # too many streams open: one ends soon
+                            waited_s += retry_after_s(response)
+                            continue
                         _checked(response)
                     for event in parse_sse(response.iter_lines()):
                         if event.id:

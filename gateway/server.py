@@ -22,13 +22,14 @@ from gateway.errors import ConfigError
 from gateway.languages import HostProbe, LanguageSource
 from gateway.live import LiveView
 from gateway.metrics import GatewayMetrics
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Rate, RateLimiter
+from gateway.stream_slots import StreamSlots
 from gateway.webhooks import WebhookDispatcher
 from processors.express import Express
 from runtime.languages import LANGUAGES
 from streams import kafka
 from streams.records import LogChunk
-from streams.settings import Settings
+from streams.settings import Settings, parse_rate_limits
 from streams.tracing import Tracer
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -82,6 +83,23 @@ def check_binding(host: str, keys: KeyRing) -> None:
             f"refusing to bind {host}: no API keys are configured, so the gateway would be open to anyone. "
             "Configure keys (AEVATAR_API_KEYS or AEVATAR_API_KEYS_FILE) or bind 127.0.0.1."
         )
+
+
+def rate_limiter(settings: Settings, keys: KeyRing) -> RateLimiter:
+    """With keys, every tenant's bucket at the settings' rate; open (loopback, no keys), no limit.
+
+    AEVATAR_RATE_LIMITS overrides either per tenant (the open mode's one tenant is "default").
+    """
+    per_tenant = {t: Rate(m, b) for t, (m, b) in parse_rate_limits(settings.rate_limits).items()}
+    if keys.open:
+        return RateLimiter(per_min=None, per_tenant=per_tenant)
+    return RateLimiter(per_min=settings.rate_limit_per_min, burst=settings.rate_limit_burst, per_tenant=per_tenant)
+
+
+def stream_slots(settings: Settings, keys: KeyRing) -> StreamSlots:
+    """Live log streams: the per-tenant bound applies between tenants; open, the one user may hold them all."""
+    per_tenant = settings.sse_max_streams if keys.open else settings.sse_max_streams_per_tenant
+    return StreamSlots(settings.sse_max_streams, per_tenant)
 
 
 def gateway_url(settings: Settings) -> str:
@@ -139,7 +157,8 @@ async def serve(
             live=live,
             languages=languages or HostProbe(),
             keys=keys,
-            limiter=RateLimiter(per_min=settings.rate_limit_per_min, burst=settings.rate_limit_burst),
+            limiter=rate_limiter(settings, keys),
+            stream_slots=stream_slots(settings, keys),
             metrics=metrics,
             language_names=frozenset(LANGUAGES),
             follow_logs=follow,
@@ -222,4 +241,4 @@ async def _first_of(awaitable: object, background: list[asyncio.Task[None]]) -> 
         raise ConfigError(f"{task.get_name()} stopped unexpectedly")
 
 
-__all__ = ["KafkaSink", "check_binding", "gateway_url", "serve"]
+__all__ = ["KafkaSink", "check_binding", "gateway_url", "rate_limiter", "serve", "stream_slots"]

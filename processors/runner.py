@@ -38,7 +38,7 @@ def default_backend(settings: Settings) -> LocalBackend:
     from runtime.sweep import claim, sweep
     from runtime.warm_pool import WarmPoolConfig
 
-    pool = WarmPoolConfig.from_sizes(settings.warm_pool_size, settings.warm_pool_max_size, settings.warm_pool_languages)
+    pool = WarmPoolConfig.from_sizes(settings.warm_pool_idle, settings.warm_pool_ceiling, settings.warm_pool_languages)
     slots = max(settings.executor_slots, 1)
     config = LocalBackendConfig(
         max_slots=slots,

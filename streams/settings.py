@@ -18,6 +18,27 @@ class SettingsError(StreamsError):
     """A setting that cannot be used; the message names the variable."""
 
 
+def parse_rate_limits(raw: str) -> dict[str, tuple[int, int]]:
+    """AEVATAR_RATE_LIMITS: "tenant=per_min/burst" items separated by commas → {tenant: (per_min, burst)}."""
+    limits: dict[str, tuple[int, int]] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        tenant, sep, rate = item.partition("=")
+        per_min, slash, burst = rate.partition("/")
+        try:
+            values = (int(per_min), int(burst)) if sep and slash and tenant.strip() else None
+        except ValueError:
+            values = None
+        if values is None or values[0] < 0 or values[1] < 1:
+            raise SettingsError(
+                f"AEVATAR_RATE_LIMITS item {item!r} is not tenant=per_min/burst (per_min >= 0, burst >= 1)"
+            )
+        limits[tenant.strip()] = values
+    return limits
+
+
 def _home() -> Path:
     return Path(os.path.expanduser("~"))
 
@@ -46,8 +67,15 @@ class Settings:
     api_key: str = ""
     gateway_url: str = ""
     gateway_max_body_bytes: int = 8 * 1024 * 1024
+    # Rate limits (gateway/ratelimit.py), one token bucket per tenant. With API keys configured every
+    # tenant gets rate_limit_per_min (refill) and rate_limit_burst (bucket size). With no keys (the
+    # embedded dev mode, loopback only) nothing is limited: one local user, whose backlog waits in
+    # the scheduler's queue; a 429 there would only be the platform refusing work it can do.
+    # rate_limits overrides them per tenant, "tenant=per_min/burst" separated by commas
+    # (AEVATAR_RATE_LIMITS); in the open mode the one tenant is "default", so naming it limits that mode.
     rate_limit_per_min: int = 600
     rate_limit_burst: int = 60
+    rate_limits: str = ""
     webhook_timeout_ms: int = 10_000
     webhook_max_attempts: int = 6
     webhook_backoff_base_ms: int = 1_000
@@ -98,9 +126,12 @@ class Settings:
     worker_id: str = field(default_factory=lambda: os.uname().nodename)
     # Performance.
     # Warm pool (runtime/warm_pool.py): idle pre-started sandboxes per language at rest, for the default
-    # limits; 0 turns the pool off. Under load a pool grows with the request rate, up to warm_pool_max_size.
-    warm_pool_size: int = 0
-    warm_pool_max_size: int = 8
+    # limits; 0 turns the pool off, -1 (the default) sizes it from the executor: half its slots, at
+    # least 1 (`warm_pool_idle`). Under load a pool grows with the request rate, up to
+    # warm_pool_max_size (-1: the executor's slots, at least the size at rest). A run that misses the
+    # pool (other limits, files, network, another language) starts cold.
+    warm_pool_size: int = -1
+    warm_pool_max_size: int = -1
     warm_pool_languages: str = "python,javascript"
     # How long the broker may hold an empty fetch of a consumer someone waits on (the client helper's
     # results, a live log stream). A read_committed fetch that arrives before the commit marker is
@@ -121,6 +152,19 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # where that port binds; 0.0.0.0 in a container
     otlp_endpoint: str | None = None  # OTLP/HTTP collector, e.g. http://otel:4318; None = no exporter, no cost
     lag_interval_ms: int = 5_000  # how often a worker samples its consumer groups' lag
+
+    @property
+    def warm_pool_idle(self) -> int:
+        """Idle sandboxes per language at rest: warm_pool_size, or from the executor's slots when -1."""
+        if self.warm_pool_size < 0:
+            return max(1, self.executor_slots // 2)
+        return self.warm_pool_size
+
+    @property
+    def warm_pool_ceiling(self) -> int:
+        """The pool's bound per language under load: warm_pool_max_size, or the executor's slots when -1."""
+        ceiling = self.warm_pool_max_size if self.warm_pool_max_size >= 0 else max(1, self.executor_slots)
+        return max(ceiling, self.warm_pool_idle)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -174,6 +218,9 @@ class Settings:
             raise SettingsError(
                 f"AEVATAR_VIEW_MAX_OUTPUT_MIB must be at least {MIN_VIEW_OUTPUT_MIB} (one run may hold MiBs of output)"
             )
+        parse_rate_limits(settings.rate_limits)  # fails here, naming the variable, not at the first request
+        if settings.rate_limit_per_min < 0 or settings.rate_limit_burst < 1:
+            raise SettingsError("AEVATAR_RATE_LIMIT_PER_MIN must be at least 0 and AEVATAR_RATE_LIMIT_BURST at least 1")
         if not 0 <= settings.metrics_port <= 65535:
             raise SettingsError("AEVATAR_METRICS_PORT must be 0 (off) or a port number")
         return settings
