@@ -15,6 +15,8 @@ NAMESPACE_FLAGS: tuple[str, ...] = (
 )
 NET_FLAG = "--unshare-net"
 WORKDIR = "/box"
+# Where the sandbox's own init (runtime/sandbox_exec.c, `--init`) is bound, read-only.
+INIT_PATH = "/.aevatar-init"
 
 BASE_ENV: Mapping[str, str] = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -38,12 +40,21 @@ class SandboxSpec:
     network: bool = False
     hostname: str = "sandbox"
     sandbox_uid: int = 1000
+    # The host path of the sandbox-exec binary to run as the sandbox's pid 1 (bwrap --as-pid-1),
+    # the program's parent, which writes the program's wait status on `init_status_fd`; None:
+    # bubblewrap's own init (whose status cannot tell exit(137) from a SIGKILL).
+    init: str | None = None
+    init_status_fd: int = -1
 
 
 def build_argv(bwrap: str, spec: SandboxSpec) -> list[str]:
     argv = [bwrap, *NAMESPACE_FLAGS]
     if not spec.network:
         argv.append(NET_FLAG)
+    program = list(spec.program)
+    if spec.init is not None:
+        argv.append("--as-pid-1")
+        program = [INIT_PATH, "--init", str(spec.init_status_fd), "--", *program]
     argv += [
         "--disable-userns",  # no further user namespaces inside (bubblewrap >= 0.8)
         "--new-session",
@@ -68,12 +79,14 @@ def build_argv(bwrap: str, spec: SandboxSpec) -> list[str]:
     ]  # fmt: skip
     for host, rel in spec.files:
         argv += ["--ro-bind", host, f"{WORKDIR}/{rel}"]
+    if spec.init is not None:
+        argv += ["--ro-bind", spec.init, INIT_PATH]
     argv += [
         "--remount-ro", "/",
         "--chdir", WORKDIR,
         "--seccomp", str(spec.seccomp_fd),
         "--json-status-fd", str(spec.status_fd),
         "--",
-        *spec.program,
+        *program,
     ]  # fmt: skip
     return argv

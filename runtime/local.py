@@ -40,7 +40,7 @@ from runtime.errors import (
 )
 from runtime.languages import LANGUAGES, Language
 from runtime.metrics import COMPILE_CACHE_EVICTIONS, record_compile_cache
-from runtime.outcome import Evidence, KillReason, Verdict, classify, looks_like_setup_failure
+from runtime.outcome import Evidence, KillReason, Verdict, classify
 from runtime.reaper import exited, reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
@@ -74,6 +74,12 @@ class LocalBackendConfig:
     # Where the sandbox-exec helper is built (runtime/sandbox_exec.py); None: set up in a preexec_fn
     # (a fork of the whole supervisor per sandbox instead of a vfork).
     sandbox_exec_dir: str | None = sandbox_exec.DEFAULT_DIR
+    # Run the program under the sandbox's own init (the same helper binary, `--init`, as pid 1),
+    # which reports its exact wait status out of band: exit(137) is never taken for a SIGKILL, and a
+    # set-up failure is never taken from what the program printed. Built in `sandbox_exec_dir` (or
+    # the default directory). False, or no C compiler: bubblewrap's own init, whose status is
+    # read as a signal only when a kill is known to have happened.
+    sandbox_init: bool = True
     require_features: frozenset[str] = DEFAULT_REQUIRED
     cpu_cores: float = 1.0  # CPU bandwidth per run (cgroup quota)
     nofile: int = 256
@@ -133,6 +139,7 @@ class _Spawned:
     proc: asyncio.subprocess.Process
     status_r: int  # read end of bubblewrap's --json-status-fd
     started: float  # monotonic time of the spawn
+    init_r: int = -1  # read end of the sandbox init's status pipe (-1: no init)
 
 
 @dataclass(slots=True)
@@ -216,6 +223,32 @@ def _outcome(res: PhaseResult, compile_output: bytes, compile_ms: int) -> Outcom
     )  # fmt: skip
 
 
+def _setup_error(
+    status: Mapping[str, int],
+    init_status: Mapping[str, int] | None,
+    kill_reason: KillReason | None,
+    oom_kills: int,
+    stderr: bytes,
+) -> str | None:
+    """The platform's failure to start the program, from out-of-band facts only, or None.
+
+    With the sandbox's init, the program ran if and only if the init reported its wait status. No
+    report and no kill of ours or the kernel's (which can take the init with the program) means
+    bubblewrap (or the init) failed before the program started: what is on stderr is then theirs,
+    not the program's. Without the init, only bubblewrap's own status says so (no child at all).
+    """
+    if kill_reason is not None:
+        return None
+    if init_status is None:
+        if "child-pid" in status:
+            return None
+    elif "wait-status" in init_status or oom_kills > 0:
+        return None
+    elif "exec-errno" in init_status:
+        return f"sandbox setup failed: cannot exec the language's command: {os.strerror(init_status['exec-errno'])}"
+    return "sandbox setup failed: " + (stderr.decode("utf-8", "replace").strip()[-2000:] or "no status")
+
+
 def _error_outcome(message: str) -> Outcome:
     return Outcome(State.ERROR, None, None, None, b"", b"", b"", False, False, 0, 0, 0, 0, message)
 
@@ -243,6 +276,7 @@ class LocalBackend:
         self._cache = CompileCache(self.config.compile_cache_dir, self.config.compile_cache_limits)
         self._pool: WarmPool[_Warm] | None = None
         self._helper: str | None = None
+        self._init: str | None = None  # the sandbox-exec binary run as each sandbox's pid 1
 
     # -- readiness ------------------------------------------------------------------------------
     async def check(self) -> DoctorReport:
@@ -283,6 +317,12 @@ class LocalBackend:
                 self._cache.ensure()
                 if self.config.sandbox_exec_dir is not None:
                     self._helper = await asyncio.to_thread(sandbox_exec.ensure, self.config.sandbox_exec_dir)
+                if self.config.sandbox_init:
+                    self._init = self._helper or await asyncio.to_thread(
+                        sandbox_exec.ensure, self.config.sandbox_exec_dir or sandbox_exec.DEFAULT_DIR
+                    )
+                    if self._init is None:
+                        log.warning("sandbox_init_unavailable", fallback="bubblewrap's init: signals inferred")
                 set_subreaper()  # bubblewrap's orphaned sandbox init comes back to us to be reaped
                 self._report = report
                 if self.config.warm_pool.enabled and not report.missing_required() and not self._closed:
@@ -588,6 +628,8 @@ class LocalBackend:
                     proc.kill()
                 await proc.wait()
             status = self._read_status(sb.spawned.status_r)
+            if sb.spawned.init_r >= 0:
+                self._read_status(sb.spawned.init_r)
             if "child-pid" in status:
                 await reap(status["child-pid"])
             await sb.cg.remove()
@@ -729,10 +771,12 @@ class LocalBackend:
             raise SandboxSetupError("seccomp is unavailable")
         seccomp_fd = bpf_fd(self._bpf)
         status_r, status_w = os.pipe()
+        init_r, init_w = os.pipe() if self._init is not None else (-1, -1)
         spec = SandboxSpec(
             program=argv, workspace=ws.disk, seccomp_fd=seccomp_fd, status_fd=status_w,
             toolchain_paths=lang.toolchain_paths, files=binds, root_symlinks=self._root_symlinks(),
             env=lang.env, network=network, hostname=cfg.hostname, sandbox_uid=cfg.sandbox_uid,
+            init=self._init, init_status_fd=init_w,
         )  # fmt: skip
         started = time.monotonic()
         rlimits = self._rlimits(limits)
@@ -750,18 +794,22 @@ class LocalBackend:
                 stderr=asyncio.subprocess.PIPE,
                 env={},
                 close_fds=True,
-                pass_fds=(seccomp_fd, status_w, *extra_fds),
+                pass_fds=(seccomp_fd, status_w, *((init_w,) if init_w >= 0 else ()), *extra_fds),
                 start_new_session=True,
                 preexec_fn=preexec,
                 limit=cfg.read_chunk_bytes,
             )
         except OSError as exc:
             os.close(status_r)
+            if init_r >= 0:
+                os.close(init_r)
             raise SandboxSetupError(f"cannot start bubblewrap: {exc}") from exc
         finally:
             os.close(seccomp_fd)
             os.close(status_w)
-        return _Spawned(proc, status_r, started)
+            if init_w >= 0:
+                os.close(init_w)
+        return _Spawned(proc, status_r, started, init_r)
 
     async def _watch(
         self,
@@ -851,6 +899,7 @@ class LocalBackend:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
             status = self._read_status(status_r)
+            init_status = self._read_status(spawned.init_r) if spawned.init_r >= 0 else None
             if "child-pid" in status:  # its orphaned init
                 if defer_reap is not None:
                     defer_reap(status["child-pid"])
@@ -862,13 +911,12 @@ class LocalBackend:
         stats = cg.stats()
         returncode = waiter.result() if waiter.done() and not waiter.cancelled() else proc.returncode
         stdout, stderr = bytes(capture.data["stdout"]), bytes(capture.data["stderr"])
-        setup_error = looks_like_setup_failure(returncode, stdout, stderr) if handle.kill_reason is None else None
-        if "child-pid" not in status and handle.kill_reason is None:
-            setup_error = "sandbox setup failed: " + (stderr.decode("utf-8", "replace").strip() or "no status")
+        wait_status = init_status.get("wait-status") if init_status is not None else None
+        setup_error = _setup_error(status, init_status, handle.kill_reason, stats.oom_kills, stderr)
         evidence = Evidence(
             returncode=returncode, setup_error=setup_error, kill_reason=handle.kill_reason,
             oom_kills=stats.oom_kills, pids_max_hits=stats.pids_max_hits, disk_full=ws.ever_full,
-            cpu_time_ns=stats.cpu_usage_ns, cpu_limit_ns=cpu_limit_ns,
+            cpu_time_ns=stats.cpu_usage_ns, cpu_limit_ns=cpu_limit_ns, wait_status=wait_status,
         )  # fmt: skip
         ws.ever_full = False
         return PhaseResult(

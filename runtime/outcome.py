@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import signal as _signal
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ class Evidence:
     disk_full: bool = False
     cpu_time_ns: int = 0
     cpu_limit_ns: int = 0
+    # The program's raw wait(2) status, as the sandbox's init (runtime/sandbox_exec.c, --init)
+    # reported it out of band; None when it reported none (killed with the run, or no init).
+    wait_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +46,47 @@ class Verdict:
 
 
 def decode_status(returncode: int | None) -> tuple[int | None, int | None]:
-    """(exit_code, signal). bubblewrap reports a program killed by signal N as exit 128 + N."""
+    """(exit_code, signal) from bubblewrap's own status, which is only a shell-style guess.
+
+    bubblewrap reports a program killed by signal N as exit 128 + N, and a program that exits
+    with 128 + N the same way. Only a caller that knows a kill happened (its own, or the
+    kernel's OOM killer) may read it as a signal: `decode_killed`.
+    """
     if returncode is None:
         return None, None
     if returncode < 0:
         return None, -returncode
-    if 128 < returncode <= 128 + 64:
-        return None, returncode - 128
     return returncode, None
 
 
+def decode_killed(returncode: int | None) -> tuple[int | None, int | None]:
+    """(exit_code, signal) of a run known to have been killed: 128 + N is signal N."""
+    if returncode is not None and 128 < returncode <= 128 + 64:
+        return None, returncode - 128
+    return decode_status(returncode)
+
+
+def decode_wait_status(status: int) -> tuple[int | None, int | None]:
+    """(exit_code, signal) from a raw wait(2) status: exact, as the kernel gave it."""
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), None
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return None, None
+
+
+def program_status(e: Evidence) -> tuple[int | None, int | None]:
+    """The program's (exit_code, signal): the init's report when there is one, else bubblewrap's
+    status, read as a signal only when a kill is known to have happened."""
+    if e.wait_status is not None:
+        return decode_wait_status(e.wait_status)
+    if e.kill_reason is not None or e.oom_kills > 0:
+        return decode_killed(e.returncode)
+    return decode_status(e.returncode)
+
+
 def classify(e: Evidence) -> Verdict:
-    exit_code, sig = decode_status(e.returncode)
+    exit_code, sig = program_status(e)
     if e.setup_error is not None:
         return Verdict(State.ERROR, None, None, None, e.setup_error)
     if e.kill_reason is KillReason.CANCELLED:
@@ -66,14 +99,15 @@ def classify(e: Evidence) -> Verdict:
     limit: Limit | None = None
     if e.oom_kills > 0:
         limit = Limit.MEMORY
-    elif e.disk_full or sig == _signal.SIGXFSZ:
+    elif e.disk_full:  # RLIMIT_FSIZE is the disk limit too: past it, the run's tmpfs is full as well
         limit = Limit.DISK
     elif e.pids_max_hits > 0:
         limit = Limit.PROCESSES
-    elif (
-        e.kill_reason is KillReason.CPU_TIME
-        or sig == _signal.SIGXCPU
-        or (e.cpu_limit_ns > 0 and e.cpu_time_ns >= e.cpu_limit_ns)
+    elif e.kill_reason is KillReason.CPU_TIME or (
+        # RLIMIT_CPU (our backstop) signals SIGXCPU, then SIGKILL: a limit only if the CPU was
+        # really used up. A program that sent itself either signal, or ended by itself whatever
+        # CPU it used, did not hit a limit.
+        sig in (_signal.SIGXCPU, _signal.SIGKILL) and e.cpu_limit_ns > 0 and e.cpu_time_ns >= e.cpu_limit_ns
     ):
         limit = Limit.CPU_TIME
     elif e.kill_reason is KillReason.WALL_TIME:
@@ -81,12 +115,3 @@ def classify(e: Evidence) -> Verdict:
     if limit is not None:
         return Verdict(State.LIMIT_EXCEEDED, limit, exit_code, sig)
     return Verdict(State.FAILED, None, exit_code, sig)
-
-
-def looks_like_setup_failure(returncode: int | None, stdout: bytes, stderr: bytes) -> str | None:
-    """bubblewrap's own failure: exit 1, nothing on stdout, and one `bwrap: ` line on stderr."""
-    if returncode != 1 or stdout or not stderr.startswith(b"bwrap: ") or len(stderr) > 4096:
-        return None
-    if stderr.rstrip(b"\n").count(b"\n") != 0:
-        return None
-    return "sandbox setup failed: " + stderr.decode("utf-8", "replace").strip()

@@ -19,6 +19,24 @@
  *
  * Any failure prints one "sandbox-exec: ..." line on stderr and exits 127 before the exec: the
  * supervisor reports it as a sandbox set-up failure. Built by runtime/sandbox_exec.py.
+ *
+ * The same binary (statically linked, so it runs in any sandbox, whatever libraries are bound) is
+ * also the sandbox's pid 1 (`bwrap --as-pid-1`), the program's parent, which reports the program's
+ * real wait status out of band:
+ *
+ *   sandbox-exec --init <status-fd> -- <program> <args>...
+ *
+ * It forks and execs the program (execvp, as bubblewrap would), reaps every process that comes
+ * back to it, and when the program itself ends writes one line on <status-fd>, then exits with
+ * the program's exit code (128 + n for a signal, as bubblewrap's own init does):
+ *   {"wait-status": <the raw status from wait(2)>}   the program ran and ended
+ *   {"exec-errno": <errno>}                          the program could not be exec'd
+ * bubblewrap's `exit-code` cannot tell `exit(137)` from a SIGKILL; this line can. The program
+ * cannot forge it: the fd is close-on-exec (the program never holds it), this process is not
+ * dumpable (its /proc/1/fd is closed to the program), and the kernel delivers to a namespace's
+ * init no signal sent from inside that it has no handler for (so the program cannot kill it).
+ * A missing line means the program never started (bubblewrap failed to set up) or the run was
+ * killed from outside: the supervisor knows which from its own records.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,6 +49,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -52,7 +72,67 @@ static long long number(const char *s, const char *what) {
     return v;
 }
 
+static void say(int fd, const char *key, int value) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "{\"%s\": %d}\n", key, value);
+    if (n > 0) {
+        ssize_t w;
+        do {
+            w = write(fd, line, (size_t)n);  /* under PIPE_BUF: one atomic write */
+        } while (w < 0 && errno == EINTR);
+    }
+}
+
+static int init_main(int argc, char **argv) {
+    if (argc < 5 || strcmp(argv[3], "--") != 0) {
+        errno = EINVAL;
+        die("usage", "--init <status-fd> -- <program> ...");
+    }
+    int status_fd = (int)number(argv[2], "status fd");
+    char **program = &argv[4];
+    if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) die("status fd", argv[2]);
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("prctl", "PR_SET_DUMPABLE");
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) die("pipe2", NULL);
+    pid_t child = fork();
+    if (child < 0) die("fork", NULL);
+    if (child == 0) {
+        close(report[0]);
+        execvp(program[0], program);
+        int err = errno;
+        ssize_t w = write(report[1], &err, sizeof err);
+        (void)w;
+        _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t got;
+    do {
+        got = read(report[0], &err, sizeof err);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof err) {
+        say(status_fd, "exec-errno", err);
+        fprintf(stderr, "sandbox-exec: cannot exec %s: %s\n", program[0], strerror(err));
+        _exit(127);
+    }
+    for (;;) {
+        int status = 0;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            _exit(127);  /* ECHILD before the program was reaped: impossible, and reported by the missing line */
+        }
+        if (pid != child) continue;  /* an orphan of the program's: reaped */
+        say(status_fd, "wait-status", status);
+        /* Leaving ends the namespace: the kernel kills whatever the program left behind. */
+        if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+        _exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255);
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--init") == 0) return init_main(argc, argv);
     int i = 1;
     if (argc < 7) {
         errno = EINVAL;

@@ -26,7 +26,7 @@ log = structlog.get_logger()
 
 SOURCE = Path(__file__).with_name("sandbox_exec.c")
 DEFAULT_DIR = "/var/cache/aevatar-sandbox/bin"
-CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong")
+CFLAGS = ("-O2", "-static", "-Wall", "-Wextra", "-Werror", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong")
 
 
 def binary_path(directory: str = DEFAULT_DIR) -> str:

@@ -68,9 +68,10 @@ CODE_FD_PLACEHOLDER = "{code_fd}"
 # garbage, flush again (the original streams too) — and then leaves with `_exit` instead of tearing
 # the interpreter down, which took ~2 ms of every warm run here (bench/README.md). The exit status
 # is the interpreter's: SystemExit's code (a non-int one printed to stderr, status 1), 1 after an
-# uncaught exception, 130 after KeyboardInterrupt. If a flush fails, it leaves the ordinary way
-# instead, so the interpreter reports that as it always does (status 120). Not reproduced: the
-# __del__ of objects that only other modules (not __main__) still hold.
+# uncaught exception, and after KeyboardInterrupt it kills itself with SIGINT as CPython does
+# (status 130 only if that fails), so the run reports signal 2 exactly as a cold one. If a flush
+# fails, it leaves the ordinary way instead, so the interpreter reports that as it always does
+# (status 120). Not reproduced: the __del__ of objects that only other modules (not __main__) still hold.
 PYTHON_BOOT = """\
 def _aevatar_boot(fd):
     import atexit, builtins, gc, posix, sys
@@ -96,6 +97,7 @@ def _aevatar_boot(fd):
     g.update(__name__="__main__", __doc__=None, __package__=None, __loader__=None, __spec__=None,
              __file__="/box/main.py", __cached__=None, __builtins__=builtins)
     status = 0
+    interrupted = False
     try:
         exec(compile(code, "/box/main.py", "exec"), g)
     except SystemExit as e:
@@ -114,6 +116,7 @@ def _aevatar_boot(fd):
         e = e.with_traceback(tb.tb_next if tb is not None else None)
         sys.excepthook(type(e), e, e.__traceback__)
         status = 130 if isinstance(e, KeyboardInterrupt) else 1
+        interrupted = isinstance(e, KeyboardInterrupt)
     threading = sys.modules.get("threading")
     if threading is not None:
         threading._shutdown()
@@ -135,6 +138,10 @@ def _aevatar_boot(fd):
     gc.collect()
     if not flushed((sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)):
         sys.exit(status)
+    if interrupted:
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        posix.kill(posix.getpid(), signal.SIGINT)
     posix._exit(status)
 _aevatar_boot({code_fd})
 """

@@ -17,7 +17,7 @@ from runtime.cgroups import CgroupLayout, RunCgroup, cgroup2_mounts_without_favo
 from runtime.doctor import DoctorReport, Feature, render
 from runtime.errors import InvalidRequest
 from runtime.languages import LANGUAGES, get
-from runtime.outcome import Evidence, KillReason, classify, decode_status, looks_like_setup_failure
+from runtime.outcome import Evidence, KillReason, classify, decode_status
 from runtime.seccomp_policy import CLONE_NEW_FLAGS, TIOCLINUX, TIOCSTI, compile_bpf, rules
 from runtime.workspace import check_relative_name
 from streams.states import Limit, State
@@ -134,11 +134,19 @@ def test_seccomp_compiles_to_bpf() -> None:
         (Evidence(-9, kill_reason=KillReason.OUTPUT), State.LIMIT_EXCEEDED, Limit.OUTPUT),
         (Evidence(137, oom_kills=1), State.LIMIT_EXCEEDED, Limit.MEMORY),
         (Evidence(1, disk_full=True), State.LIMIT_EXCEEDED, Limit.DISK),
-        (Evidence(128 + signal.SIGXFSZ), State.LIMIT_EXCEEDED, Limit.DISK),
+        (Evidence(128 + signal.SIGXFSZ), State.FAILED, None),
+        (Evidence(153, wait_status=signal.SIGXFSZ, disk_full=True), State.LIMIT_EXCEEDED, Limit.DISK),
         (Evidence(-9, kill_reason=KillReason.WALL_TIME, pids_max_hits=5), State.LIMIT_EXCEEDED, Limit.PROCESSES),
         (Evidence(-9, kill_reason=KillReason.CPU_TIME), State.LIMIT_EXCEEDED, Limit.CPU_TIME),
-        (Evidence(128 + signal.SIGXCPU), State.LIMIT_EXCEEDED, Limit.CPU_TIME),
-        (Evidence(137, cpu_time_ns=2, cpu_limit_ns=1), State.LIMIT_EXCEEDED, Limit.CPU_TIME),
+        (Evidence(128 + signal.SIGXCPU), State.FAILED, None),
+        (Evidence(152, wait_status=signal.SIGXCPU), State.FAILED, None),
+        (
+            Evidence(152, wait_status=signal.SIGXCPU, cpu_time_ns=2, cpu_limit_ns=1),
+            State.LIMIT_EXCEEDED,
+            Limit.CPU_TIME,
+        ),
+        (Evidence(137, cpu_time_ns=2, cpu_limit_ns=1), State.FAILED, None),
+        (Evidence(137, wait_status=9, cpu_time_ns=2, cpu_limit_ns=1), State.LIMIT_EXCEEDED, Limit.CPU_TIME),
         (Evidence(-9, kill_reason=KillReason.WALL_TIME), State.LIMIT_EXCEEDED, Limit.WALL_TIME),
         (Evidence(0, pids_max_hits=3, disk_full=True), State.SUCCEEDED, None),
     ],
@@ -153,13 +161,6 @@ def test_decode_status_is_total(rc: int) -> None:
     code, sig = decode_status(rc)
     assert (code is None) != (sig is None)
     assert classify(Evidence(rc)).state in (State.SUCCEEDED, State.FAILED, State.LIMIT_EXCEEDED)
-
-
-def test_setup_failure_detection() -> None:
-    assert looks_like_setup_failure(1, b"", b"bwrap: execvp x: No such file\n")
-    assert looks_like_setup_failure(1, b"out", b"bwrap: x\n") is None
-    assert looks_like_setup_failure(1, b"", b"bwrap: a\nbwrap: b\n") is None
-    assert looks_like_setup_failure(2, b"", b"bwrap: x\n") is None
 
 
 @given(
