@@ -14,8 +14,9 @@ from pathlib import Path
 
 from gateway.errors import ApiError, ConfigError
 
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Matched whole with fullmatch: `$` would also accept a trailing newline.
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HEX = re.compile(r"[0-9a-f]{64}")
 KEY_PREFIX = "aev_"
 
 
@@ -36,7 +37,7 @@ def hash_key(key: str) -> str:
 
 def new_key(tenant: str) -> tuple[str, str]:
     """A fresh random key and the `<tenant>:<hash>` entry to store for it."""
-    if not _TENANT.match(tenant):
+    if not _TENANT.fullmatch(tenant):
         raise ConfigError(f"tenant {tenant!r} must be 1-64 characters of [A-Za-z0-9._-]")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     return key, f"{tenant}:{hash_key(key)}"
@@ -51,7 +52,7 @@ def parse_entries(entries: list[str], source: str) -> dict[str, str]:
             continue
         tenant, sep, digest = entry.rpartition(":")
         digest = digest.strip().lower().removeprefix("sha256=")
-        if not sep or not _TENANT.match(tenant.strip()) or not _HEX.match(digest):
+        if not sep or not _TENANT.fullmatch(tenant.strip()) or not _HEX.fullmatch(digest):
             raise ConfigError(f"{source} entry {n} is not `<tenant>:<sha256 hex>`")
         keys[digest] = tenant.strip()
     return keys

@@ -26,7 +26,7 @@ from streams.settings import Settings
 from streams.topics import Topics
 
 Stream = Literal["stdout", "stderr"]
-_ID = re.compile(r"^(\d{1,9})\.(\d{1,15})\.(\d{1,15})$")
+_ID = re.compile(r"([0-9]{1,9})\.([0-9]{1,15})\.([0-9]{1,15})")  # fullmatch; ASCII digits only
 # How far before an execution's creation to start reading its partition (clock skew between hosts).
 SEEK_SLACK_MS = 60_000
 # How often a stream with no new output looks at its execution's state: the `end` event follows the
@@ -52,7 +52,7 @@ class LogCursor:
     @classmethod
     def parse(cls, last_event_id: str | None) -> LogCursor:
         """The cursor for a Last-Event-ID; a missing or foreign id starts from the beginning."""
-        match = _ID.match((last_event_id or "").strip())
+        match = _ID.fullmatch((last_event_id or "").strip())
         if not match:
             return cls()
         return cls(int(match.group(1)), {"stdout": int(match.group(2)), "stderr": int(match.group(3))})

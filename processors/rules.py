@@ -16,8 +16,10 @@ from processors.policy import LIMIT_FIELDS, LIMIT_MINIMA, Policy
 from runtime.types import Limits
 from streams.records import ExecutionRequest, RequestLimits
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Matched whole with fullmatch: `$` would also accept a trailing newline ("id\n").
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_CALLBACK_URL = re.compile(r"https?://[^\s]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,9 @@ def banned_import(code: str, banned: frozenset[str]) -> str | None:
 
 def validate(request: ExecutionRequest, policy: Policy, languages: Collection[str]) -> ExecutionRequest | Rejection:
     """The request with policy defaults filled in, or why it is refused."""
-    if not _ID.match(request.id):
+    if not _ID.fullmatch(request.id):
         return Rejection("invalid_id", "id", "id must be 1-128 characters of [A-Za-z0-9._-], starting alphanumeric")
-    if not _TENANT.match(request.tenant):
+    if not _TENANT.fullmatch(request.tenant):
         return Rejection("invalid_tenant", "tenant", "tenant must be 1-64 characters of [A-Za-z0-9._-]")
     if request.language not in languages:
         known = ", ".join(sorted(languages))
@@ -137,7 +139,7 @@ def validate(request: ExecutionRequest, policy: Policy, languages: Collection[st
         return Rejection(
             "invalid_max_attempts", "max_attempts", f"max_attempts must be 1 to {policy.max_attempts_ceiling}"
         )
-    if request.callback_url is not None and not re.match(r"^https?://[^\s]+$", request.callback_url):
+    if request.callback_url is not None and not _CALLBACK_URL.fullmatch(request.callback_url):
         return Rejection("invalid_callback_url", "callback_url", "callback_url must be an http(s) URL")
     limits = resolve_limits(request.limits, policy)
     if isinstance(limits, Rejection):

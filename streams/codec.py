@@ -26,7 +26,7 @@ from streams.errors import StreamsError
 MAGIC = b"\xc3\x01"
 HEADER_BYTES = len(MAGIC) + 8
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-_FILE_NAME = re.compile(r"^(?P<name>[A-Za-z]+)\.v(?P<version>\d+)\.avsc$")
+_FILE_NAME = re.compile(r"(?P<name>[A-Za-z]+)\.v(?P<version>[0-9]+)\.avsc")  # fullmatch
 
 
 class CodecError(StreamsError):
@@ -92,7 +92,7 @@ class SchemaVersion:
 
 
 def load_version(path: Path) -> SchemaVersion:
-    match = _FILE_NAME.match(path.name)
+    match = _FILE_NAME.fullmatch(path.name)
     if match is None:
         raise CodecError(f"{path.name}: schema files are named <Record>.v<N>.avsc")
     raw = json.loads(path.read_text())

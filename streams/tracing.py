@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 TRACEPARENT = "traceparent"
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+# Matched whole with fullmatch: `$` would also accept a trailing newline.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
@@ -31,7 +32,7 @@ def _new_span_id() -> str:
 
 
 def valid_trace_id(value: str | None) -> bool:
-    return value is not None and bool(_TRACE_ID.match(value)) and value != _ZERO_TRACE
+    return value is not None and bool(_TRACE_ID.fullmatch(value)) and value != _ZERO_TRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class TraceContext:
         if value is None:
             return None
         text = value.decode("ascii", errors="replace") if isinstance(value, bytes) else value
-        found = _TRACEPARENT.match(text.strip().lower())
+        found = _TRACEPARENT.fullmatch(text.strip().lower())
         if found is None:
             return None
         version, trace_id, span_id, flags = found.groups()
