@@ -230,9 +230,10 @@ class WebhookDispatcher:
                 status = response.status_code
                 if not 200 <= status < 300:
                     error = f"HTTP {status}"
-            except (httpx.HTTPError, TimeoutError, OSError, ValueError) as exc:
+            except Exception as exc:  # whatever the failure (httpx.InvalidURL is no HTTPError), it is an attempt
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                refused = isinstance(exc.__cause__, EgressRefused)  # the address policy: no retry helps
+                # The address policy, or a URL that does not parse: no retry helps.
+                refused = isinstance(exc, httpx.InvalidURL) or isinstance(exc.__cause__, EgressRefused)
             duration_ms = int((time.monotonic() - started) * 1000)
             last = refused or number >= self.settings.webhook_max_attempts
             wait_ms = backoff_ms(

@@ -12,6 +12,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import httpx
+
 from processors.policy import LIMIT_FIELDS, LIMIT_MINIMA, Policy
 from runtime.types import Limits
 from streams.records import ExecutionRequest, RequestLimits
@@ -19,7 +21,6 @@ from streams.records import ExecutionRequest, RequestLimits
 # Matched whole with fullmatch: `$` would also accept a trailing newline ("id\n").
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_CALLBACK_URL = re.compile(r"https?://[^\s]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,25 @@ def banned_import(code: str, banned: frozenset[str]) -> str | None:
     return None
 
 
+def callback_url_problem(url: str) -> str | None:
+    """Why the webhook dispatcher could not POST to `url`, or None.
+
+    Parsed with httpx's URL parser, the one the delivery uses, so a URL accepted here never fails
+    to parse at delivery ("http://[::1/" would, with InvalidURL).
+    """
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        return "must be an http(s) URL"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"is not a valid URL: {exc}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "must be an http(s) URL with a host"
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"has an invalid port {parsed.port}"
+    return None
+
+
 def validate(request: ExecutionRequest, policy: Policy, languages: Collection[str]) -> ExecutionRequest | Rejection:
     """The request with policy defaults filled in, or why it is refused."""
     if not _ID.fullmatch(request.id):
@@ -139,8 +159,10 @@ def validate(request: ExecutionRequest, policy: Policy, languages: Collection[st
         return Rejection(
             "invalid_max_attempts", "max_attempts", f"max_attempts must be 1 to {policy.max_attempts_ceiling}"
         )
-    if request.callback_url is not None and not _CALLBACK_URL.fullmatch(request.callback_url):
-        return Rejection("invalid_callback_url", "callback_url", "callback_url must be an http(s) URL")
+    if request.callback_url is not None:
+        problem = callback_url_problem(request.callback_url)
+        if problem is not None:
+            return Rejection("invalid_callback_url", "callback_url", f"callback_url {problem}")
     limits = resolve_limits(request.limits, policy)
     if isinstance(limits, Rejection):
         return limits

@@ -52,6 +52,13 @@ def error_of(response: httpx.Response) -> dict[str, str | None]:
             "limits.wall_time_ms",
         ),
         (b'{"language": "python", "code": "x", "id": "../etc"}', 422, "invalid_id", "id"),
+        # httpx (the delivery's parser) cannot parse it: refused here, never dropped at delivery.
+        (
+            b'{"language": "python", "code": "x", "callback_url": "http://[::1/"}',
+            422,
+            "invalid_callback_url",
+            "callback_url",
+        ),
     ],
 )
 async def test_bad_bodies_are_refused_with_the_field_named(

@@ -128,3 +128,29 @@ async def test_a_callback_to_a_private_address_is_refused_at_once_and_recorded(s
         ("ssrf-1", "1", "failed"), ("ssrf-2", "1", "failed"),
     ]  # fmt: skip
     assert all("refused" in h["x-aevatar-error"] and "public" in h["x-aevatar-error"] for _, h in recorded)
+
+
+async def test_a_callback_url_that_does_not_parse_is_recorded_as_a_failed_attempt(settings: Settings) -> None:
+    """httpx raises InvalidURL (not an HTTPError) for "http://[::1/": still an attempt, recorded, not retried.
+
+    The gateway refuses such a URL (422), but a result on the topic may carry one from any producer.
+    """
+    async with (
+        webhook_receiver() as (url, received),
+        running_gateway(settings, webhook_max_attempts=3, **FAST),
+        Feeder(settings) as feed,
+    ):
+        await feed.result(result_for("bad-url-1", callback_url="http://[::1/"))
+        await feed.result(result_for("good-url-1", callback_url=url))
+        attempts = await consume_values(settings, feed.topics.webhooks, 2, timeout_s=30)
+        await _wait_for(received, 1)
+        await asyncio.sleep(1.0)  # a retry would come 200 ms later
+        every = await read_all(settings, feed.topics.webhooks)
+    recorded = {r.key.decode(): {k: v.decode() for k, v in r.headers} for r in attempts}
+    assert set(recorded) == {"bad-url-1", "good-url-1"}
+    bad = recorded["bad-url-1"]
+    assert (bad["x-aevatar-attempt"], bad["x-aevatar-outcome"]) == ("1", "failed")
+    assert bad["x-aevatar-error"].startswith("InvalidURL")
+    assert recorded["good-url-1"]["x-aevatar-outcome"] == "delivered"
+    assert len(every) == 2  # no retry of the URL that cannot parse
+    assert [json.loads(r.body)["id"] for r in received] == ["good-url-1"]
