@@ -26,6 +26,19 @@ CLONE_NEW_FLAGS = (
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 
+# socket(2) families a program may open: local sockets and IP (which the run's own network
+# namespace confines), and netlink for NETLINK_ROUTE only (getifaddrs, glibc's getaddrinfo with
+# AI_ADDRCONFIG, Go's and Node's interface listing: namespaced, read-only without CAP_NET_ADMIN).
+# Every other family answers EAFNOSUPPORT, as the kernel does for one it lacks: notably AF_VSOCK
+# (not namespaced; on a virtual machine it reaches the hypervisor), AF_PACKET, AF_BLUETOOTH, AF_ALG.
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+NETLINK_ROUTE = 0
+ALLOWED_SOCKET_FAMILIES = frozenset({AF_UNIX, AF_INET, AF_INET6, AF_NETLINK})
+# Families are ints below AF_MAX (46 on Linux 6.x; the kernel refuses the rest itself). Denied
+# one by one up to 63, and any value with a bit above 63 set, so a family added later is denied too.
+_FAMILY_BITS = 32  # the kernel reads an int: only the low 32 bits of the argument count
+NETLINK_PROTOCOLS = 32  # MAX_LINKS
+
 DENIED_SYSCALLS: tuple[str, ...] = (
     # mounts and namespaces
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
@@ -53,6 +66,7 @@ class Rule:
     syscall: str
     errno: int
     arg: tuple[int, int, int] | None = None
+    also: tuple[tuple[int, int, int], ...] = ()  # further (index, mask, value) conditions, all required
 
 
 def rules() -> list[Rule]:
@@ -63,6 +77,24 @@ def rules() -> list[Rule]:
     # ioctl's request is an int: compare the low 32 bits only, so high garbage cannot slip past.
     out.append(Rule("ioctl", errno.EPERM, (1, 0xFFFFFFFF, TIOCSTI)))
     out.append(Rule("ioctl", errno.EPERM, (1, 0xFFFFFFFF, TIOCLINUX)))
+    out += socket_rules()
+    return out
+
+
+def socket_rules() -> list[Rule]:
+    """socket(2) for the allowed families only; netlink for NETLINK_ROUTE only."""
+    low = 0xFFFFFFFF
+    out = [Rule("socket", errno.EAFNOSUPPORT, (0, low, f)) for f in range(64) if f not in ALLOWED_SOCKET_FAMILIES]
+    out += [Rule("socket", errno.EAFNOSUPPORT, (0, bit, bit)) for bit in (1 << i for i in range(6, _FAMILY_BITS))]
+    out += [
+        Rule("socket", errno.EPROTONOSUPPORT, (0, low, AF_NETLINK), ((2, low, p),))
+        for p in range(NETLINK_PROTOCOLS)
+        if p != NETLINK_ROUTE
+    ]
+    out += [
+        Rule("socket", errno.EPROTONOSUPPORT, (0, low, AF_NETLINK), ((2, bit, bit),))
+        for bit in (1 << i for i in range(5, _FAMILY_BITS))
+    ]
     return out
 
 
@@ -81,8 +113,8 @@ def compile_bpf() -> bytes:
         if rule.arg is None:
             f.add_rule(sc.ERRNO(rule.errno), rule.syscall)
         else:
-            index, mask, value = rule.arg
-            f.add_rule(sc.ERRNO(rule.errno), rule.syscall, sc.Arg(index, sc.MASKED_EQ, mask, value))
+            conditions = [sc.Arg(i, sc.MASKED_EQ, m, v) for i, m, v in (rule.arg, *rule.also)]
+            f.add_rule(sc.ERRNO(rule.errno), rule.syscall, *conditions)
     fd = os.memfd_create("aevatar-seccomp-export", os.MFD_CLOEXEC)
     try:
         with os.fdopen(os.dup(fd), "wb") as wf:

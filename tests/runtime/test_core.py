@@ -270,3 +270,18 @@ def test_favordynmods_remount_keeps_the_hierarchys_own_options() -> None:
     assert cgroup2_mounts_without_favordynmods(mountinfo) == [
         ("/sys/fs/cgroup/unified", "nsdelegate,memory_recursiveprot,favordynmods")
     ]
+
+
+def test_socket_is_allowed_for_unix_ip_and_route_netlink_only() -> None:
+    from runtime.seccomp_policy import AF_NETLINK, ALLOWED_SOCKET_FAMILIES
+
+    socket_rules = [r for r in rules() if r.syscall == "socket"]
+    denied_families = {r.arg[2] for r in socket_rules if r.arg and r.arg[1] == 0xFFFFFFFF and not r.also}
+    assert denied_families == set(range(64)) - ALLOWED_SOCKET_FAMILIES
+    assert {40, 17, 31, 38} <= denied_families  # vsock, packet, bluetooth, alg
+    high = {r.arg[1] for r in socket_rules if r.arg and r.arg[1] == r.arg[2] and not r.also}
+    assert high == {1 << i for i in range(6, 32)}
+    netlink = {r.also[0][2] for r in socket_rules if r.also and r.also[0][1] == 0xFFFFFFFF}
+    assert all(r.arg == (0, 0xFFFFFFFF, AF_NETLINK) for r in socket_rules if r.also)
+    assert netlink == set(range(1, 32))
+    assert {r.errno for r in socket_rules if not r.also} == {errno.EAFNOSUPPORT}

@@ -351,6 +351,44 @@ async def test_listing_proc_shows_only_the_sandbox(run: Runner) -> None:
 # -- network -------------------------------------------------------------------------------------------
 
 
+SOCKETS = src("""
+    import ctypes, errno, json
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    SYS_SOCKET = 41  # x86_64
+    def try_socket(family, kind, protocol):
+        # The raw system call with 64-bit arguments: high garbage must not slip past the filter.
+        args = [ctypes.c_long(a) for a in (SYS_SOCKET, family, kind, protocol)]
+        fd = libc.syscall(*args)
+        if fd >= 0:
+            libc.close(fd)
+            return "ok"
+        return errno.errorcode[ctypes.get_errno()]
+    cases = {
+        "unix": (1, 1, 0), "inet": (2, 1, 0), "inet6": (10, 2, 0), "netlink_route": (16, 3, 0),
+        "vsock": (40, 1, 0), "vsock_dgram": (40, 2, 0), "vsock_high_bits": ((1 << 32) | 40, 1, 0),
+        "packet": (17, 3, 0), "bluetooth": (31, 1, 0), "alg": (38, 5, 0), "key": (15, 3, 2),
+        "rds": (21, 5, 0), "tipc": (30, 2, 0), "xdp": (44, 3, 0), "unknown_63": (63, 1, 0), "huge": (1 << 20, 1, 0),
+        "netlink_audit": (16, 3, 9), "netlink_uevent": (16, 3, 15), "netlink_high_bits": (16, 3, 1 << 40 | 9),
+    }
+    print(json.dumps({name: try_socket(*args) for name, args in cases.items()}))
+""")
+
+
+async def test_socket_families_beyond_unix_ip_and_route_netlink_are_refused(run: Runner) -> None:
+    """The seccomp filter (runtime/seccomp_policy.py): AF_VSOCK reaches the hypervisor, AF_PACKET,
+    AF_BLUETOOTH and AF_ALG are kernel surface a program has no business with."""
+    import json
+
+    outcome = await run(SOCKETS)
+    assert outcome.state is State.SUCCEEDED, outcome.stderr
+    got = json.loads(outcome.stdout)
+    for allowed in ("unix", "inet", "inet6", "netlink_route"):
+        assert got.pop(allowed) == "ok", allowed
+    assert got.pop("netlink_audit") == got.pop("netlink_uevent") == got.pop("netlink_high_bits") == "EPROTONOSUPPORT"
+    assert got == dict.fromkeys(got, "EAFNOSUPPORT")
+
+
 CONNECT = src("""
     import socket, sys, errno
     for host, port in [tuple(a.split(":")) for a in sys.argv[1:]]:
