@@ -23,6 +23,7 @@ from gateway.languages import HostProbe, LanguageSource
 from gateway.live import LiveView
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import Rate, RateLimiter
+from gateway.secrets import with_webhook_secret
 from gateway.stream_slots import StreamSlots
 from gateway.webhooks import WebhookDispatcher
 from processors.express import Express
@@ -129,6 +130,7 @@ async def serve(
     log = logger("aevatar.gateway")
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys)
     check_binding(settings.gateway_host, keys)
+    settings = with_webhook_secret(settings, keys)  # refuses a production gateway's missing or known one
     if keys.open:
         log.warning("gateway is open: no API keys configured; bound to loopback only", host=settings.gateway_host)
     else:

@@ -59,7 +59,10 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     api_keys_file: Path | None = None
-    webhook_secret: str = "aevatar-dev-webhook-secret"
+    # The webhooks' HMAC key (AEVATAR_WEBHOOK_SECRET). Unset: a production gateway (API keys, or a bind
+    # beyond loopback) refuses to start; the open loopback dev mode makes a random one in data_dir
+    # (gateway/secrets.py).
+    webhook_secret: str = ""
     max_wait_ms: int = 30_000
     # Hashed API keys inline, "tenant:sha256hex" separated by commas (AEVATAR_API_KEYS); adds to api_keys_file.
     api_keys: str = ""

@@ -239,7 +239,9 @@ async def test_sse_delivers_chunks_as_they_come_and_resumes_from_last_event_id(s
 
 async def test_api_keys_tenants_and_rate_limits(settings: Settings) -> None:
     keys = f"acme:{hash_key('key-acme')},globex:{hash_key('key-globex')}"
-    async with running_gateway(settings, api_keys=keys, rate_limit_burst=3, rate_limit_per_min=6) as gw:
+    async with running_gateway(
+        settings, api_keys=keys, webhook_secret="api-test-secret", rate_limit_burst=3, rate_limit_per_min=6
+    ) as gw:
         anonymous = await gw.client.get("/v1/languages")
         assert anonymous.status_code == 401 and error_of(anonymous)["code"] == "unauthorized"
         wrong = await gw.client.get("/v1/languages", headers={"Authorization": "Bearer nope"})

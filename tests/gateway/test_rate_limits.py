@@ -66,7 +66,9 @@ async def test_a_burst_of_300_on_loopback_with_no_keys_gets_no_429(settings: Set
 
 @pytest.mark.kafka
 async def test_a_tenant_shares_its_bucket_across_keys_and_every_429_has_retry_after(settings: Settings) -> None:
-    async with running_gateway(settings, api_keys=KEYS, rate_limit_per_min=60, rate_limit_burst=2) as gw:
+    async with running_gateway(
+        settings, api_keys=KEYS, webhook_secret="rate-test-secret", rate_limit_per_min=60, rate_limit_burst=2
+    ) as gw:
         first, second = ({"Authorization": f"Bearer {k}"} for k in ("key-acme", "key-acme-2"))
         answers = [await gw.client.get("/v1/languages", headers=h) for h in (first, second, first, second)]
         assert [r.status_code for r in answers] == [200, 200, 429, 429]
@@ -77,7 +79,9 @@ async def test_a_tenant_shares_its_bucket_across_keys_and_every_429_has_retry_af
 
 @pytest.mark.kafka
 async def test_the_python_client_waits_out_a_429(settings: Settings) -> None:
-    async with running_gateway(settings, api_keys=KEYS, rate_limit_per_min=60, rate_limit_burst=1) as gw:
+    async with running_gateway(
+        settings, api_keys=KEYS, webhook_secret="rate-test-secret", rate_limit_per_min=60, rate_limit_burst=1
+    ) as gw:
         waits: list[float] = []
 
         def sleep(seconds: float) -> None:
@@ -95,7 +99,9 @@ async def test_the_python_client_waits_out_a_429(settings: Settings) -> None:
 
 @pytest.mark.kafka
 async def test_the_client_gives_up_past_its_budget(settings: Settings) -> None:
-    async with running_gateway(settings, api_keys=KEYS, rate_limit_per_min=0, rate_limit_burst=1) as gw:
+    async with running_gateway(
+        settings, api_keys=KEYS, webhook_secret="rate-test-secret", rate_limit_per_min=0, rate_limit_burst=1
+    ) as gw:
 
         def calls() -> ApiError:
             with GatewayClient(gw.url, "key-globex", retry_budget_s=5, sleep=lambda s: None) as client:
