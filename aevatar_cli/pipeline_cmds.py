@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import structlog
 import typer
 
-from processors.express import Express
-from processors.runner import ROLES, run_roles
-from runtime.errors import RuntimeSandboxError
-from streams.broker import ManagedBroker
-from streams.errors import StreamsError
-from streams.settings import Settings
+if TYPE_CHECKING:  # imported where a command runs: `--help` and the other commands never load them
+    from streams.settings import Settings
+
+# processors.runner.ROLES, spelled here so that the CLI starts without importing the processors
+# (tests/gateway/test_cli_startup.py checks that the two agree).
+ROLES: tuple[str, ...] = ("validation", "scheduling", "launch", "completion")
 
 LANGUAGE_BY_SUFFIX = {
     ".py": "python",
@@ -37,6 +35,10 @@ LANGUAGE_BY_SUFFIX = {
 
 
 def _configure_logging() -> None:
+    import logging
+
+    import structlog
+
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -89,11 +91,29 @@ def worker(
         raise typer.Exit(2)
     settings = _settings()
     _require_root_for_local_executor(settings, chosen)
+    from processors.runner import run_roles
+    from runtime.errors import RuntimeSandboxError
+    from streams.errors import StreamsError
+
     try:
         asyncio.run(_until_signal(lambda stop: run_roles(settings, chosen, stop=stop)))
     except (StreamsError, RuntimeSandboxError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+async def _check_early(backend: object) -> None:
+    """Probe the local backend at start, not at the first run: its warm pool fills before a request comes.
+
+    Runs beside the roles until they stop; a host that lacks a feature is reported by the first run, as before.
+    """
+    check = getattr(backend, "check", None)
+    if check is not None:
+        try:
+            await check()
+        except Exception as exc:
+            typer.echo(f"warning: the sandbox backend's check failed: {exc}", err=True)
+    await asyncio.Event().wait()
 
 
 def up(
@@ -103,6 +123,14 @@ def up(
     _configure_logging()
     settings = _settings()
     _require_root_for_local_executor(settings, list(ROLES))
+    from processors.express import Express
+    from processors.metrics import LagSampler, ProcessorMetrics, consumed_topics
+    from processors.runner import known_languages, make_backend, run_roles
+    from runtime.errors import RuntimeSandboxError
+    from runtime.metrics import REGISTRY as RUNTIME_REGISTRY
+    from streams.broker import ManagedBroker
+    from streams.errors import StreamsError
+
     try:
         if settings.managed_kafka:
             status, started = ManagedBroker(settings).start()
@@ -113,10 +141,18 @@ def up(
 
     also: list[Callable[[], Awaitable[None]]] = []
     express = Express()  # the gateway hands its requests to the processors here (processors/express.py)
+    # One /metrics for the one process: the gateway's serves the processors' and the runtime's
+    # registries too, and their consumer groups' lag is sampled here (a worker port, when set, also
+    # serves the processors' and the runtime's, as a separate worker does).
+    metrics = ProcessorMetrics()
+    metrics.expect_languages(known_languages())
+    if not settings.metrics_port:
+        also.append(LagSampler(settings, consumed_topics(settings, ROLES), metrics).run)
     if gateway:
         from gateway.server import serve
 
-        also.append(lambda: serve(settings, express=express))
+        registries = (metrics.registry, RUNTIME_REGISTRY)
+        also.append(lambda: serve(settings, express=express, metrics_registries=registries))
 
     def ready() -> None:
         where = [
@@ -124,17 +160,28 @@ def up(
             f"processors {', '.join(ROLES)}, {settings.executor_slots} executor slots, capacity {settings.capacity}",
         ]
         if gateway:
-            where.append(f"gateway    http://{settings.gateway_host}:{settings.gateway_port} (status page at /)")
+            url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+            where.append(f"gateway    {url} (status page at /)")
+            where.append(f"metrics    {url}/metrics (gateway, processors, runtime)")
         if settings.metrics_port:
             where.append(f"metrics    http://{settings.metrics_host}:{settings.metrics_port}/metrics (processors)")
         typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
 
-    try:
-        asyncio.run(
-            _until_signal(
-                lambda stop: run_roles(settings, list(ROLES), stop=stop, also=also, on_ready=ready, express=express)
-            )
+    async def embedded(stop: asyncio.Event) -> None:
+        backend = await make_backend(settings)  # run_roles closes it
+        await run_roles(
+            settings,
+            list(ROLES),
+            stop=stop,
+            backend=backend,
+            also=[*also, lambda: _check_early(backend)],
+            on_ready=ready,
+            express=express,
+            metrics=metrics,
         )
+
+    try:
+        asyncio.run(_until_signal(embedded))
     except (StreamsError, RuntimeSandboxError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

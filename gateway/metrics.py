@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -11,8 +13,15 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class GatewayMetrics:
-    def __init__(self) -> None:
+    """The gateway's registry; `also`: more registries its /metrics serves after its own.
+
+    When every role runs in this process (`aevatar-sandbox up`), the composition root passes the
+    processors' and the runtime's registries, so one /metrics carries the whole pipeline.
+    """
+
+    def __init__(self, also: Sequence[CollectorRegistry] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.also = tuple(also)
         self.http_requests = Counter(
             "sandbox_http_requests_total",
             "HTTP requests answered, by route template, method and status class.",
@@ -80,4 +89,4 @@ class GatewayMetrics:
             self.webhook_deliveries.labels(attempt.outcome).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return b"".join(generate_latest(r) for r in (self.registry, *self.also))

@@ -9,10 +9,11 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from gateway import logstream
 from gateway.app import Services, build_app
@@ -122,10 +123,12 @@ async def serve(
     languages: LanguageSource | None = None,
     on_started: Callable[[uvicorn.Server], None] | None = None,
     express: Express | None = None,
+    metrics_registries: Sequence[CollectorRegistry] = (),
 ) -> None:
     """Serve the gateway until cancelled. `ready` is set once the view is rebuilt and the port is bound.
 
     `express`: the processors running in this process, which take its requests in process.
+    `metrics_registries`: theirs (and the runtime's), served on this /metrics after the gateway's own.
     """
     log = logger("aevatar.gateway")
     keys = KeyRing.load(file=settings.api_keys_file, inline=settings.api_keys)
@@ -135,7 +138,7 @@ async def serve(
         log.warning("gateway is open: no API keys configured; bound to loopback only", host=settings.gateway_host)
     else:
         log.info("API keys loaded", keys=len(keys))
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(also=metrics_registries)
     tracer = Tracer("aevatar-gateway", settings.otlp_endpoint)
     producer = kafka.producer(settings)
     await producer.start()

@@ -29,7 +29,7 @@ from processors.queue import Scheduler
 from streams import kafka
 from streams.records import ExecutionResult
 from streams.settings import Settings
-from streams.states import State
+from streams.states import TERMINAL_STATES, State
 from streams.topics import Topics
 
 log = structlog.get_logger()
@@ -94,6 +94,15 @@ class ProcessorMetrics:
             ["stage"],
             registry=self.registry,
         )
+
+        for stage in STAGES:  # every stage's series exists from the start at 0, so rate() sees a first run
+            self.stage_duration.labels(stage)
+
+    def expect_languages(self, languages: Iterable[str]) -> None:
+        """Create each language's terminal-state series at 0: a dashboard's rate() then sees the first run."""
+        for language in languages:
+            for state in sorted(TERMINAL_STATES, key=lambda s: s.value):
+                self.executions.labels(language, state.value)
 
     # -- hooks ----------------------------------------------------------------------------------
     def on_validation(self, duration_s: float) -> None:
