@@ -246,6 +246,7 @@ def _container(
 
 def build_job(request: RunRequest, language: Language, config: KubernetesConfig) -> JsonObject:
     """The batch/v1 Job that runs `request`. Raises InvalidRequest for an input it cannot carry."""
+    language = language.for_source(request.code)  # Java: named after the code's public class
     image = config.images.get(language.name)
     if image is None:
         raise InvalidRequest(f"no runner image is configured for language {language.name!r}")

@@ -456,6 +456,7 @@ class LocalBackend:
     async def _run_in_slot(
         self, request: RunRequest, lang: Language, slot: int, handle: _Handle, on_output: OnOutput | None
     ) -> Outcome:
+        lang = lang.for_source(request.code)  # Java: the file and the class run are named after the code's
         self._check_args(request.args)
         files: dict[str, bytes] = {k: v.encode() for k, v in request.files.items()}
         if lang.source_file in files:

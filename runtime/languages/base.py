@@ -62,6 +62,11 @@ class Language:
     def compiled(self) -> bool:
         return self.compile is not None
 
+    def for_source(self, code: str) -> Language:
+        """The adapter as it applies to this source. Most name their entry point in `source_file`; one
+        whose entry point the code names (Java: its public class) returns a copy named after it."""
+        return self
+
     def compile_argv(self, files: Collection[str] = (), memory_mib: int | None = None) -> list[str] | None:
         if self.compile is None:
             return None
