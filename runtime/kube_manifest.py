@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import posixpath
 import re
 import shlex
 from collections.abc import Mapping
@@ -92,7 +91,9 @@ class KubernetesConfig:
     # The Job's activeDeadlineSeconds is the wall limit (plus the compile phase's) plus this slack,
     # which pays for container start-up; a pod that never starts is the platform's fault (ERROR).
     deadline_slack_ms: int = 2000
-    ttl_seconds_after_finished: int = 300
+    ttl_seconds_after_finished: int = 300  # a backstop: a finished run's Job is deleted once read
+    # Keep a finished run's Job (and pod) until its TTL instead of deleting it once its outcome is read.
+    keep_finished_jobs: bool = False
     termination_grace_period_s: int = 1
     # A pod still not running after this long (image pull back-off, unschedulable, ...) ends as ERROR.
     start_timeout_ms: int = 120_000
@@ -173,12 +174,13 @@ def memory_limit_mib(limits: Limits) -> int:
 
 
 def check_file_name(name: str) -> str:
-    """A relative path below the working directory; raises InvalidRequest otherwise."""
-    if not name or len(name) > 255 or name.startswith("/") or "\x00" in name or "\\" in name:
-        raise InvalidRequest(f"invalid file name {name!r}")
-    parts = name.split("/")
-    if any(p in {"", ".", ".."} or p.startswith("..") for p in parts) or posixpath.normpath(name) != name:
-        raise InvalidRequest(f"invalid file name {name!r}")
+    """A relative path below the working directory, by the shared policy (core/filenames.py);
+    raises InvalidRequest otherwise."""
+    from core.filenames import name_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"invalid file name {name!r}: {problem}")
     return name
 
 

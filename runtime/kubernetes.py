@@ -413,16 +413,20 @@ class KubernetesHostManager:
             raise InvalidRequest(f"Job {run.name} belongs to execution {owner!r}, not {run.execution_id!r}")
         return job
 
-    async def _delete_job(self, name: str) -> None:
+    async def _delete_job(self, name: str, propagation: str = "Foreground") -> None:
         try:
-            await self._client.request("DELETE", f"{self._jobs_path}/{name}", body={"propagationPolicy": "Foreground"})
+            await self._client.request("DELETE", f"{self._jobs_path}/{name}", body={"propagationPolicy": propagation})
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
 
     async def _wait(self, run: _Run, on_output: OnOutput | None) -> Outcome:
         try:
-            return await self._wait_for_end(run, on_output)
+            outcome = await self._wait_for_end(run, on_output)
+            if not self.config.keep_finished_jobs:  # read: the pod has nothing more to tell
+                with contextlib.suppress(KubeApiError):
+                    await self._delete_job(run.name, "Background")
+            return outcome
         finally:
             if run.follower is not None and not run.follower.done():
                 run.follower.cancel()

@@ -147,8 +147,21 @@ static void kill_all(void) {
     else if (program_pid > 0) kill(-program_pid, SIGKILL);
 }
 
-static void reap_orphans(void) {
-    while (waitpid(-1, NULL, WNOHANG) > 0) {
+static siginfo_t program_status;
+static int program_exited;
+
+/* Reap every child that has ended: the program (its status kept: the one place that reaps it, so
+   no other wait can take it first) and, as PID 1, the orphans of its tree. */
+static void reap(void) {
+    for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG) != 0 || info.si_pid == 0) return;
+        if (info.si_pid == program_pid && !program_exited) {
+            program_status = info;
+            program_exited = 1;
+            kill_all(); /* whatever the program left running would hold the pipes open */
+        }
     }
 }
 
@@ -212,12 +225,10 @@ int main(int argc, char **argv) {
     static unsigned char buf[65536];
     long long forwarded = 0;
     const char *limit = NULL, *truncated = NULL;
-    int exited = 0, open_pipes = 2;
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    while (open_pipes > 0 || !exited) {
+    int open_pipes = 2;
+    while (open_pipes > 0 || !program_exited) {
         int timeout = -1;
-        if (!exited && wall_time_ms > 0 && limit == NULL) {
+        if (!program_exited && wall_time_ms > 0 && limit == NULL) {
             int64_t left = started + wall_time_ms - now_ms();
             if (left <= 0) {
                 limit = "wall_time";
@@ -226,7 +237,7 @@ int main(int argc, char **argv) {
             }
             timeout = (int)left;
         }
-        if (pidfd < 0 && !exited) timeout = timeout < 0 || timeout > 50 ? 50 : timeout;
+        if (pidfd < 0 && !program_exited) timeout = timeout < 0 || timeout > 50 ? 50 : timeout;
         int n = poll(fds, 3, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -252,27 +263,12 @@ int main(int argc, char **argv) {
                 kill_all();
             }
         }
-        if (!exited) {
-            int done = 0;
-            if (pidfd >= 0) {
-                done = (fds[2].revents & POLLIN) != 0;
-            } else {
-                done = 1; /* no pidfd: poll waitid below without blocking */
-            }
-            if (done) {
-                memset(&info, 0, sizeof info);
-                if (waitid(P_PID, pid, &info, WEXITED | (pidfd < 0 ? WNOHANG : 0)) == 0 && info.si_pid == pid) {
-                    exited = 1;
-                    fds[2].fd = -1;
-                    /* Whatever the program left running would hold the pipes open. */
-                    kill_all();
-                }
-            }
-        }
-        reap_orphans();
+        if (fds[2].fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP))) fds[2].fd = -1; /* ended: reap() */
+        reap();
     }
     int64_t run_ms = now_ms() - started;
-    reap_orphans();
+    reap();
+    siginfo_t info = program_status;
 
     int exit_code = -1, sig = -1;
     if (info.si_code == CLD_EXITED) {

@@ -207,6 +207,7 @@ start() {
   # shellcheck source=/dev/null
   . "$(images_env)"
   if node_ready; then
+    import_images  # the images may be newer than the running cluster
     say "already running; the node is Ready"
     echo "$KUBECONFIG_FILE"
     return 0
@@ -240,8 +241,7 @@ start() {
     --bind-address=127.0.0.1 --secure-port=0 --v=1
   spawn containerd containerd --config "$STATE/containerd/config.toml"
   wait_for "containerd" 30 containerd_ready_or_dead
-  import_image "$RUNNER_IMAGE" "$(dirname "$(images_env)")/runner.tar"
-  import_image "$PAUSE_IMAGE" "$(dirname "$(images_env)")/pause.tar"
+  import_images
   # Pods may not reach each other over the bridge (it is their only interface).
   # (Every pod's host side is a veth port of the bridge; --logical-in is not supported here.)
   ebtables -L FORWARD 2>/dev/null | grep -q -- "-i veth+ -o veth+ -j DROP" ||
@@ -275,6 +275,11 @@ node_ready_or_dead() {
   node_ready
 }
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+
+import_images() {
+  import_image "$RUNNER_IMAGE" "$(dirname "$(images_env)")/runner.tar"
+  import_image "$PAUSE_IMAGE" "$(dirname "$(images_env)")/pause.tar"
+}
 
 import_image() { # name tar
   if ctr_ images ls -q 2>/dev/null | grep -qx "$1"; then return 0; fi

@@ -5,7 +5,7 @@
 #   ${AEVATAR_K8S_CACHE:-~/.cache/aevatar-sandbox/k8s}/images/<key>/
 #       pause.tar    aevatar.local/pause:<key>    a static C binary that waits for SIGTERM
 #       runner.tar   aevatar.local/runner:<key>   Debian bookworm (debootstrap minbase) with
-#                    python3.11, gcc/g++ (C, C++), bash, and /usr/local/bin/aevatar-runner
+#                    python3.11 and its standard library, gcc/g++ (C, C++), bash, and /usr/local/bin/aevatar-runner
 #                    (runtime/pod_runner.c), the first process of every sandbox container
 #       images.env   RUNNER_IMAGE=... PAUSE_IMAGE=...
 #
@@ -21,11 +21,13 @@ cd "$(dirname "$0")/.."
 
 CACHE_ROOT=${AEVATAR_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aevatar-sandbox/k8s}
 SUITE=bookworm
-PACKAGES=python3-minimal,gcc,g++,libc6-dev
+PACKAGES=python3,gcc,g++,libc6-dev
 RUNNER_SRC=runtime/pod_runner.c
 PAUSE_SRC=deploy/images/local/pause.c
 key=$( (cat "$0" "$RUNNER_SRC" "$PAUSE_SRC"; echo "$SUITE $PACKAGES") | sha256sum | cut -c1-16)
 DIR="$CACHE_ROOT/images/$key"
+# The Debian tree, cached apart from the images: a change to the runner does not debootstrap again.
+ROOTFS_DIR="$CACHE_ROOT/rootfs/$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-16)"
 
 say() { echo "k8s-images: $*" >&2; }
 
@@ -67,14 +69,23 @@ say "[1/4] aevatar-runner and pause: gcc -static"
 gcc -static -O2 -Wall -o "$work/aevatar-runner" "$RUNNER_SRC"
 gcc -static -O2 -Wall -o "$work/pause" "$PAUSE_SRC"
 
-say "[2/4] runner root filesystem: debootstrap --variant=minbase $SUITE from $mirror (+ $PACKAGES; 1-3 min)"
 rootfs="$work/rootfs"
-if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$mirror" > "$work/debootstrap.log" 2>&1; then
-  say "debootstrap failed; the end of its log ($work/debootstrap.log):"
-  tail -n 20 "$work/debootstrap.log" >&2
-  exit 3
+if [ -f "$ROOTFS_DIR/.complete" ]; then
+  say "[2/4] runner root filesystem: debootstrap's tree cached in $ROOTFS_DIR"
+else
+  say "[2/4] runner root filesystem: debootstrap --variant=minbase $SUITE from $mirror (+ $PACKAGES; 1-3 min)"
+  rm -rf "$ROOTFS_DIR"
+  mkdir -p "$ROOTFS_DIR"
+  if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOTFS_DIR/tree" "$mirror" > "$work/debootstrap.log" 2>&1; then
+    say "debootstrap failed; the end of its log ($work/debootstrap.log):"
+    tail -n 20 "$work/debootstrap.log" >&2
+    exit 3
+  fi
+  t=$ROOTFS_DIR/tree
+  rm -rf "$t"/var/cache/apt/archives/*.deb "$t"/var/lib/apt/lists/* "$t"/var/log/* "$t"/dev/*
+  touch "$ROOTFS_DIR/.complete"
 fi
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/* "$rootfs"/dev/*
+cp -a "$ROOTFS_DIR/tree" "$rootfs"
 install -m 0755 "$work/aevatar-runner" "$rootfs/usr/local/bin/aevatar-runner"
 mkdir -p "$rootfs/work" "$rootfs/input"
 chmod 0755 "$rootfs/work" "$rootfs/input"
@@ -110,4 +121,6 @@ say "[4/4] images.env"
 } > "$DIR/images.env"
 rm -rf "$work"
 printf 'build_seconds=%s\n' "$(($(date +%s) - started))" > "$DIR/.complete"
+# Older images of this cache (a changed runner or package list) are not used any more.
+find "$CACHE_ROOT/images" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
 say "images $key built in $DIR after $(($(date +%s) - started))s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 import pytest
 
 from runtime.kube_client import ApiKubeClient, KubeApiError, connect
-from runtime.kube_manifest import KubernetesConfig
+from runtime.kube_manifest import KubernetesConfig, parse_images
 from runtime.kubernetes import ApiPodLogs, KubernetesHostManager
 from tests.kubernetes.control_plane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
 from tests.kubernetes.node import SimulatedNode
+from tests.kubernetes.real_node import SERVICE_ACCOUNT, ClusterUnavailable, LocalCluster, start_cluster, stop_cluster
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -98,6 +100,7 @@ def make_config(namespace: str, **overrides: Any) -> KubernetesConfig:
         deadline_slack_ms=0,
         watch_timeout_s=30,
         split_log_streams=True,
+        keep_finished_jobs=True,  # the tests read a finished Job's conditions
     )
     return dataclasses.replace(base, **overrides)
 
@@ -114,3 +117,81 @@ async def backend(
 
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+_cluster_failure: str | None = None
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """The local single-node cluster with a real kubelet: started if none runs, stopped if started here."""
+    global _cluster_failure
+    cluster: LocalCluster | None = None
+    if _cluster_failure is None:
+        try:
+            cluster = start_cluster()
+        except (ClusterUnavailable, OSError, subprocess.SubprocessError) as exc:
+            _cluster_failure = f"the local Kubernetes cluster is unavailable: {exc}"
+    if _cluster_failure is not None or cluster is None:
+        pytest.fail(_cluster_failure or "the local Kubernetes cluster did not start", pytrace=False)
+    yield cluster
+    stop_cluster(cluster)
+
+
+@pytest.fixture
+async def node_admin(local_cluster: LocalCluster) -> AsyncIterator[ApiKubeClient]:
+    client = await connect(str(local_cluster.kubeconfig))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def node_namespace(node_admin: ApiKubeClient) -> AsyncIterator[str]:
+    """A fresh namespace on the real cluster, restricted as the sandbox namespace is, with the runs'
+    ServiceAccount (no token mounted)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await node_admin.request(
+        "POST",
+        "/api/v1/namespaces",
+        body={
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        },
+    )
+    await node_admin.request(
+        "POST",
+        f"/api/v1/namespaces/{name}/serviceaccounts",
+        body={
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": SERVICE_ACCOUNT},
+            "automountServiceAccountToken": False,
+        },
+    )
+    yield name
+    with contextlib.suppress(KubeApiError):
+        await node_admin.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
+def node_config(cluster: LocalCluster, namespace: str, **overrides: Any) -> KubernetesConfig:
+    """The backend's configuration as `make up-kubernetes` gives it, in the test's namespace."""
+    base = KubernetesConfig(
+        namespace=namespace,
+        images=parse_images(cluster.runner_image, "python,c,cpp,bash"),
+        image_pull_policy="Never",
+        executor_id=f"executor-{namespace}",
+        service_account_name=SERVICE_ACCOUNT,
+        deadline_slack_ms=10_000,
+        watch_timeout_s=30,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture
+async def node_backend(local_cluster: LocalCluster, node_namespace: str) -> AsyncIterator[KubernetesHostManager]:
+    client = await connect(str(local_cluster.kubeconfig))
+    manager = KubernetesHostManager(client, node_config(local_cluster, node_namespace), owns_client=True)
+    await asyncio.wait_for(manager.start(), 30)
+    yield manager
+    await manager.close()
