@@ -7,14 +7,15 @@ with the same field names.
 from __future__ import annotations
 
 import ast
-import posixpath
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import httpx
 
+from core.filenames import Reserved, files_problem
 from processors.policy import LIMIT_FIELDS, LIMIT_MINIMA, Policy
+from runtime.languages import LANGUAGES
 from runtime.types import Limits
 from streams.records import ExecutionRequest, RequestLimits
 
@@ -50,15 +51,17 @@ def resolve_limits(requested: RequestLimits, policy: Policy) -> Limits | Rejecti
     return Limits(**values)
 
 
-def _file_name_problem(name: str) -> str | None:
-    if not name or len(name) > 255:
-        return "must be 1 to 255 characters"
-    if name.startswith("/") or "\\" in name or "\x00" in name:
-        return "must be a relative path without backslashes or NUL"
-    normal = posixpath.normpath(name)
-    if normal != name or normal.startswith("..") or normal == ".":
-        return "must be a normalized relative path inside the working directory"
-    return None
+def file_names_rejection(names: list[str], language: str, code: str) -> Rejection | None:
+    """The shared file-name policy (core/filenames.py), with what `language`'s adapter writes itself
+    for this `code` (Java names its source file after the code's public class)."""
+    adapter = LANGUAGES.get(language)
+    if adapter is not None:
+        adapter = adapter.for_source(code)
+    reserved = Reserved(adapter.source_file, adapter.artifacts_dir) if adapter is not None else Reserved()
+    problem = files_problem(names, reserved)
+    if problem is None:
+        return None
+    return Rejection("invalid_file_name", f"files.{problem.name}", f"file name {problem.name!r} {problem.message}")
 
 
 def banned_import(code: str, banned: frozenset[str]) -> str | None:
@@ -139,10 +142,10 @@ def validate(request: ExecutionRequest, policy: Policy, languages: Collection[st
     if len(request.files) > policy.max_files:
         return Rejection("too_many_files", "files", f"{len(request.files)} files, above the maximum {policy.max_files}")
     total = code_bytes + stdin_bytes
+    names_rejection = file_names_rejection(list(request.files), request.language, request.code)
+    if names_rejection is not None:
+        return names_rejection
     for name, content in request.files.items():
-        problem = _file_name_problem(name)
-        if problem:
-            return Rejection("invalid_file_name", f"files.{name}", f"file name {name!r} {problem}")
         size = len(content.encode())
         if size > policy.max_file_bytes:
             return Rejection(

@@ -198,11 +198,30 @@ class CompileCache:
         return os.path.join(self.entries, key)
 
 
+ELF_MAGIC = b"\x7fELF"
+
+
+def check_artifacts(artifacts: Sequence[Artifact], required: Sequence[tuple[str, bool]]) -> None:
+    """Raise ArtifactError unless every `(rel, executed)` the run step needs is there (and, when it
+    is exec'd directly, an executable ELF file: a Rust library crate's rlib is not)."""
+    by_rel = {a.rel: a for a in artifacts}
+    for rel, executed in required:
+        found = by_rel.get(rel)
+        if found is None:
+            raise ArtifactError(f"the compiler produced no {rel!r}, which the run needs")
+        if executed:
+            with open(found.host_path, "rb") as f:  # a cache entry: root-owned, written by us
+                magic = f.read(len(ELF_MAGIC))
+            if not found.executable or magic != ELF_MAGIC:
+                raise ArtifactError(f"{rel!r} is not an executable program (a library, or no main function?)")
+
+
 def materialize(artifacts: Sequence[Artifact], dest_dir: str) -> list[tuple[str, str]]:
     """Hard-link (or copy, across file systems) artifacts into `dest_dir`; return (host file, rel) pairs."""
     out = []
-    for a in artifacts:
-        host = os.path.join(dest_dir, a.rel.replace("/", "%2F"))
+    for index, a in enumerate(artifacts):
+        # Under its index: a deep artifact path (a Java package) never makes a host name too long.
+        host = os.path.join(dest_dir, str(index))
         try:
             os.link(a.host_path, host, follow_symlinks=False)
         except OSError:

@@ -8,7 +8,8 @@ microseconds instead of ~150 on ext4):
   its own mount, `statvfs` on its root tells whether the disk limit was hit, without
   opening anything the program could have planted.
 - `src/`: the source and the request's files, written before the sandbox starts, owned
-  by root, mode 0444, and bound read-only into /box: the program cannot change them.
+  by root, mode 0444, and bound read-only into /box: the program cannot change them. Each is
+  stored under its index (`src/0`, `src/1`, ...), never under an encoding of its name.
 - `<state_dir>/art/<run_id>/` (beside `runs/`, on the state dir's own filesystem, so that it can
   hard-link the compile cache even when `runs/` is a tmpfs): a compiled program's artifacts, hard
   links to (or copies of) compile cache entries, also bound read-only into /box: a run never reads
@@ -24,12 +25,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-import posixpath
 import secrets
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from core.filenames import Reserved, files_problem, name_problem
 from runtime.compile_cache import Artifact, materialize
 from runtime.errors import InvalidRequest, SandboxSetupError
 
@@ -75,20 +76,18 @@ def unmount_runs(state_dir: str) -> None:
 
 
 def check_relative_name(name: str) -> str:
-    """A request file name: relative, normalized, no `..`, no NUL, not empty."""
-    if not name or "\x00" in name or name.startswith("/") or "\\" in name:
-        raise InvalidRequest(f"invalid file name {name!r}")
-    norm = posixpath.normpath(name)
-    if (
-        norm != name
-        or norm in (".", "..")
-        or norm.startswith("../")
-        or any(p in ("", ".", "..") for p in norm.split("/"))
-    ):
-        raise InvalidRequest(f"invalid file name {name!r}")
-    if len(name.encode()) > 255 or norm.count("/") > 8:
-        raise InvalidRequest(f"file name too long or too deep: {name!r}")
-    return norm
+    """A request file name, as the shared policy (core/filenames.py) takes it; InvalidRequest otherwise."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"file name {name!r} {problem}")
+    return name
+
+
+def check_file_names(names: Iterable[str], reserved: Reserved = Reserved()) -> None:
+    """Every name of a request's files, together (core/filenames.py); InvalidRequest otherwise."""
+    problem = files_problem(names, reserved)
+    if problem is not None:
+        raise InvalidRequest(f"file name {problem.name!r} {problem.message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +141,10 @@ class Workspace:
             os.mkdir(self.src, 0o755)
             os.chmod(self.src, 0o755)
             binds: list[tuple[str, str]] = []
-            for name, content in files.items():
-                rel = check_relative_name(name)
-                host = os.path.join(self.src, rel.replace("/", "%2F"))
+            check_file_names(files)
+            for index, (name, content) in enumerate(files.items()):
+                # Stored under its index: no encoding of the name can collide or outgrow NAME_MAX.
+                rel, host = name, os.path.join(self.src, str(index))
                 fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
                 try:
                     view = memoryview(content)

@@ -9,7 +9,8 @@ into the compile cache, and binds them read-only into the run phase's working di
 Placeholders, substituted in `compile` and `run` argv elements that are exactly one of them:
 - `{source}`: the main source file's name (`source_file`).
 - `{sources}`: expands to several arguments, every submitted file whose name ends with one
-  of `source_suffixes`, the main source first, then the rest sorted (multi-file programs).
+  of `source_suffixes`, the main source first, then the rest sorted (multi-file programs);
+  a name that does not start with a letter, digit or `_` is given as `./name`.
 - `{memory_mib}` inside an element (e.g. `-XX:MaxRAM={memory_mib}m`): the phase's memory limit.
 """
 
@@ -19,6 +20,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core.filenames import argv_path
 from runtime.types import Limits
 
 SOURCE = "{source}"  # placeholder in `compile` and `run` argv: the source file's name
@@ -81,6 +83,22 @@ class Language:
         rest = sorted(f for f in files if f != self.source_file and f.endswith(self.source_suffixes))
         return [self.source_file, *rest] if self.source_suffixes else [self.source_file]
 
+    def run_artifacts(self) -> list[tuple[str, bool]]:
+        """What the run step needs from the compile: (path inside `artifacts_dir`, executed directly).
+
+        Every run argv element that names a file inside the artifacts directory (`./out/main`,
+        `out/main.exe`); the first element is exec'd, so it must be a native executable.
+        """
+        if not self.compiled or self.artifacts_dir in ("", "."):
+            return []
+        prefix = self.artifacts_dir + "/"
+        out = []
+        for i, arg in enumerate(self.run):
+            path = arg.removeprefix("./")
+            if path.startswith(prefix) and len(path) > len(prefix):
+                out.append((path[len(prefix) :], i == 0))
+        return out
+
     def parse_version(self, probe_output: bytes) -> str | None:
         match = re.search(self.version_pattern, probe_output.decode("utf-8", "replace"))
         return match.group(1) if match else None
@@ -91,7 +109,8 @@ class Language:
             if arg == SOURCE:
                 out.append(self.source_file)
             elif arg == SOURCES:
-                out += self.sources(files)
+                # `./-x.c`, never `-x.c` (an option) or `@x.c` (gcc's and mcs's response files).
+                out += [argv_path(name) for name in self.sources(files)]
             else:
                 out.append(arg.replace(MEMORY_MIB, str(memory_mib)))
         return out
