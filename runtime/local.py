@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import functools
 import json
 import math
@@ -18,7 +19,7 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -44,6 +45,7 @@ from runtime.metrics import COMPILE_CACHE_EVICTIONS, record_compile_cache
 from runtime.outcome import Evidence, KillReason, Verdict, classify
 from runtime.reaper import exited, reap, set_subreaper
 from runtime.seccomp_policy import bpf_fd, compile_bpf
+from runtime.sweep import sweep
 from runtime.types import LanguageInfo, Limits, OnOutput, Outcome, OutputChunk, RunRequest
 from runtime.warm_pool import BOOTS, PoolKey, WarmPool, WarmPoolConfig, payload
 from runtime.workspace import Workspace, check_file_names, mount_runs, unmount_runs
@@ -71,6 +73,8 @@ class LocalBackendConfig:
     # Remount cgroup2 with favordynmods (runtime/cgroups.py: favor_dynmods) so that moving a sandbox
     # into its cgroups does not wait ~10 ms for an RCU grace period holding the cgroup mutex.
     cgroup_favor_dynmods: bool = True
+    # close() waits this long for the runs it killed to be reaped, then forces the clean-up.
+    close_timeout_s: float = 10.0
     bwrap_path: str = "/usr/bin/bwrap"
     # Where the sandbox-exec helper is built (runtime/sandbox_exec.py); None: set up in a preexec_fn
     # (a fork of the whole supervisor per sandbox instead of a vfork).
@@ -250,6 +254,48 @@ def _setup_error(
     return "sandbox setup failed: " + (stderr.decode("utf-8", "replace").strip()[-2000:] or "no status")
 
 
+async def _until(aw: Coroutine[object, object, None], deadline: float) -> bool:
+    """Await `aw` until the monotonic `deadline`; False (and `aw` cancelled) if it did not finish by then."""
+    try:
+        await asyncio.wait_for(aw, timeout=max(0.0, deadline - time.monotonic()))
+    except TimeoutError:
+        return False
+    return True
+
+
+def _remove_prefix(layout: CgroupLayout, prefix: str) -> None:
+    """Remove this backend's own cgroup directory (the prefix) in every hierarchy, once it is empty.
+
+    A v1 memory cgroup is not removable at once after its last child went (its charges are released
+    asynchronously): EBUSY is retried for a moment. A prefix another supervisor still uses keeps
+    its children and stays.
+    """
+    dirs = {os.path.dirname(path) for path in RunCgroup(layout, prefix, "_").dirs.values()}
+    deadline = time.monotonic() + 2.0
+    while dirs:
+        for path in sorted(dirs):
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if _subdirs(path):
+                    pass  # another supervisor's runs: the prefix is theirs to remove
+                elif exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    continue
+                else:
+                    log.warning("cgroup_prefix_not_removed", path=path, error=exc.strerror)
+            dirs.discard(path)
+        if dirs:
+            time.sleep(0.01)
+
+
+def _subdirs(path: str) -> list[str]:
+    with contextlib.suppress(OSError):
+        return [e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    return []
+
+
 def _error_outcome(message: str) -> Outcome:
     return Outcome(State.ERROR, None, None, None, b"", b"", b"", False, False, 0, 0, 0, 0, message)
 
@@ -393,22 +439,47 @@ class LocalBackend:
         return out
 
     async def close(self) -> None:
+        """Kill every run and wait for them, at most `config.close_timeout_s`; then clean up and return.
+
+        A run that cannot be reaped in time (a kill that does not land, a monitor that never exits)
+        does not hold the shutdown: it is logged, every process of this backend's uids is killed
+        (bubblewrap's monitors too) and its cgroups and mounts are removed anyway (runtime/sweep.py).
+        """
         self._closed = True
-        if self._pool is not None:
-            await self._pool.close()
+        deadline = time.monotonic() + max(0.0, self.config.close_timeout_s)
+        pool_closed = self._pool is None or await _until(self._pool.close(), deadline)
+        if not pool_closed:
+            log.error("close_warm_pool_timed_out", timeout_s=self.config.close_timeout_s)
         for handle in list(self._running.values()):
             handle.kill(KillReason.CANCELLED)
-        while self._running:
+        while self._running and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        await self.settled()
+        stuck = sorted(self._running)
+        if stuck:
+            log.error("close_runs_not_reaped", executions=stuck, timeout_s=self.config.close_timeout_s)
+        settled = await _until(self.settled(), deadline)
+        if not settled:
+            log.error("close_teardowns_timed_out", timeout_s=self.config.close_timeout_s)
+        if stuck or not settled or not pool_closed:
+            pool_uids = self.config.warm_pool.max_total if self.config.warm_pool.enabled else 0
+            report = await asyncio.to_thread(
+                sweep,
+                self.config.state_dir,
+                self.config.cgroup_prefix,
+                self.config.uid_base,
+                self.config.max_slots + pool_uids,
+            )
+            log.warning(
+                "close_forced",
+                killed=report.processes_killed,
+                cgroups=report.cgroups_removed,
+                runs=report.runs_removed,
+            )
         if self._runs_mounted:
             unmount_runs(self.config.state_dir)
             self._runs_mounted = False
         if self._layout is not None:
-            probe_cg = RunCgroup(self._layout, self.config.cgroup_prefix, "_")
-            for path in probe_cg.dirs.values():
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.dirname(path))  # the prefix, if no other supervisor uses it
+            await asyncio.to_thread(_remove_prefix, self._layout, self.config.cgroup_prefix)
 
     # -- internals ------------------------------------------------------------------------------
     async def _toolchain(self, lang: Language, slot: int | None) -> _Probe:
