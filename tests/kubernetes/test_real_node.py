@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -39,17 +40,17 @@ async def run(backend: KubernetesHostManager, request: RunRequest) -> Outcome:
     return await asyncio.wait_for(backend.run(request), 120)
 
 
-async def pods_of(admin: ApiKubeClient, namespace: str, execution_id: str) -> list[dict[str, object]]:
+async def pods_of(admin: ApiKubeClient, namespace: str, execution_id: str) -> list[dict[str, Any]]:
     listed = await admin.request(
         "GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": f"job-name={job_name(execution_id)}"}
     )
     return list(listed.get("items") or [])
 
 
-async def wait_running(admin: ApiKubeClient, namespace: str, execution_id: str) -> dict[str, object]:
+async def wait_running(admin: ApiKubeClient, namespace: str, execution_id: str) -> dict[str, Any]:
     for _ in range(600):
         for pod in await pods_of(admin, namespace, execution_id):
-            if (pod.get("status") or {}).get("phase") == "Running":  # type: ignore[union-attr]
+            if (pod.get("status") or {}).get("phase") == "Running":
                 return pod
         await asyncio.sleep(0.1)
     raise AssertionError(f"no running pod for {execution_id}")
@@ -242,7 +243,7 @@ async def test_pods_cannot_reach_each_other(
     )
     task = asyncio.create_task(node_backend.run(server))
     pod = await wait_running(node_admin, node_namespace, server.execution_id)
-    pod_ip = str((pod.get("status") or {}).get("podIP"))  # type: ignore[union-attr]
+    pod_ip = str((pod.get("status") or {}).get("podIP"))
     assert pod_ip.startswith("10.244.")
     client = await run(
         node_backend,
@@ -278,7 +279,7 @@ async def test_a_restarted_executor_adopts_its_running_pod(
         outcome = await asyncio.wait_for(second.attach(request.execution_id), 60)
         # One pod ran the program once: the one started before the restart.
         assert [p["metadata"]["name"] for p in await pods_of(node_admin, node_namespace, request.execution_id)] in (
-            [pod["metadata"]["name"]],  # type: ignore[index]
+            [pod["metadata"]["name"]],
             [],  # already deleted, once read
         )
     finally:
