@@ -206,10 +206,20 @@ async def test_refuses_unknown_features_rather_than_running_weaker() -> None:
 
 
 async def test_unknown_language_and_bad_file_names_are_errors(run: Runner) -> None:
+    """The backend refuses what validation lets no submission bring it (ERROR: something skipped
+    the validation); the submission itself is REJECTED, naming the field (processors/rules.py)."""
+    from processors.policy import DEFAULT_POLICY
+    from processors.rules import Rejection, validate
+    from runtime.languages import LANGUAGES
+    from streams.records import ExecutionRequest
+
     assert (await run("x", language="cobol")).state is State.ERROR
-    for name in ("../escape", "/abs", "a/../b", "", "main.py"):
+    for name in ("../escape", "/abs", "a/../b", "", "main.py", "a%2Fb/../c", "x\n"):
         outcome = await run("print(1)", files={name: "x"})
         assert outcome.state is State.ERROR, name
+        verdict = validate(ExecutionRequest(id="v1", language="python", code="1", files={name: "x"}),
+                           DEFAULT_POLICY, set(LANGUAGES))  # fmt: skip
+        assert isinstance(verdict, Rejection) and verdict.field == f"files.{name}", name
 
 
 @pytest.mark.parametrize("mode", ["auto", "v1"])

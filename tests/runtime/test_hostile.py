@@ -23,6 +23,18 @@ def src(code: str) -> str:
     return textwrap.dedent(code).lstrip()
 
 
+def rejected_field(**fields: object) -> str | None:
+    """The field validation (processors/rules.py, the gateway's and the pipeline's) names in its
+    rejection of a python submission with `fields`; None if it accepts it."""
+    from processors.policy import DEFAULT_POLICY
+    from processors.rules import Rejection, validate
+    from streams.records import ExecutionRequest
+
+    request = ExecutionRequest(id="hostile-1", language="python", code="print(1)", **fields)  # type: ignore[arg-type]
+    verdict = validate(request, DEFAULT_POLICY, {"python"})
+    return verdict.field if isinstance(verdict, Rejection) else None
+
+
 # -- resource exhaustion ---------------------------------------------------------------------------
 
 FORK_BOMB = src("""
@@ -433,6 +445,8 @@ async def test_external_address_is_unreachable(run: Runner) -> None:
 async def test_request_for_network_is_refused_by_policy(run: Runner) -> None:
     outcome = await run("print(1)", network=True)
     assert outcome.state is State.ERROR and outcome.error is not None and "network" in outcome.error
+    # Submitted, it never reaches a backend: validation refuses it, naming the field.
+    assert rejected_field(network=True) == "network"
 
 
 # -- planted files ------------------------------------------------------------------------------------
@@ -627,6 +641,8 @@ async def test_huge_argv(run: Runner) -> None:
     assert outcome.state is State.SUCCEEDED and outcome.stdout == b"100 100000\n"
     too_big = await run("print('never')", args=("b" * 300_000,))
     assert too_big.state is State.ERROR and too_big.error is not None and "argument" in too_big.error
+    # Submitted, it never reaches a backend: validation refuses it, naming the argument.
+    assert rejected_field(args=["b" * 300_000]) == "args[0]"
 
 
 async def test_huge_stdin_and_env(run: Runner) -> None:

@@ -165,3 +165,27 @@ sys.exit(7)
     outcome = await run(code)
     assert (outcome.state, outcome.exit_code, outcome.signal, outcome.error) == (State.FAILED, 7, None, None)
     assert outcome.stdout == b"forged 0\n"
+
+
+FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+MEMORY_BOMB = "chunks = []\nwhile True:\n    b = bytearray(1 << 20)\n    b[::4096] = b'1' * 256\n    chunks.append(b)\n"
+DISK_FILL = "with open('/tmp/big', 'wb') as f:\n    while True:\n        f.write(b'0' * (1 << 20))\n"
+OUTPUT_FLOOD = "import sys\nwhile True:\n    sys.stdout.write('y' * 4096)\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (MEMORY_BOMB, (State.LIMIT_EXCEEDED, Limit.MEMORY, None, signal.SIGKILL)),
+        (FORK_BOMB, (State.LIMIT_EXCEEDED, Limit.PROCESSES, None, signal.SIGKILL)),
+        (DISK_FILL, (State.LIMIT_EXCEEDED, Limit.DISK, 1, None)),  # Python's OSError: exit 1
+        (OUTPUT_FLOOD, (State.LIMIT_EXCEEDED, Limit.OUTPUT, None, signal.SIGKILL)),
+    ],
+    ids=["memory", "processes", "disk", "output"],
+)
+async def test_the_limit_rows_of_the_outcome_table(
+    run: Runner, code: str, expected: tuple[State, Limit, int | None, int | None]
+) -> None:
+    """gateway/README.md's outcome table, row by row: state, limit, exit_code and signal."""
+    outcome = await run(code)
+    assert (outcome.state, outcome.limit, outcome.exit_code, outcome.signal) == expected, outcome.stderr[-500:]
