@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.status import Status
 
-from gateway.auth import new_key
-from gateway.client import GatewayClient, exit_code_for, language_for
-from gateway.errors import ApiError, GatewayError, GatewayUnavailable
-from gateway.server import gateway_url
-from streams.errors import StreamsError
-from streams.settings import Settings
+# Imported where a command runs (the CLI starts without the gateway's server, rich or httpx loaded).
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+
+    from gateway.client import GatewayClient
+    from gateway.errors import ApiError
+    from streams.settings import Settings
 
 UNAVAILABLE_EXIT = 69  # EX_UNAVAILABLE: no gateway to talk to (distinct from the program's own codes)
 REFUSED_EXIT = 2  # the gateway refused the request (4xx)
@@ -32,6 +29,9 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _settings() -> Settings:
+    from streams.errors import StreamsError
+    from streams.settings import Settings
+
     try:
         return Settings.from_env()
     except StreamsError as exc:
@@ -39,12 +39,16 @@ def _settings() -> Settings:
 
 
 def _client(settings: Settings) -> GatewayClient:
+    from gateway.client import GatewayClient, gateway_url
+
     return GatewayClient(gateway_url(settings), settings.api_key)
 
 
 @contextlib.contextmanager
 def _gateway_client(settings: Settings | None = None) -> Iterator[GatewayClient]:
     """The gateway client; an unreachable gateway or a refused call becomes one line and the CLI's exit code."""
+    from gateway.errors import ApiError, GatewayUnavailable
+
     try:
         with _client(settings or _settings()) as client:
             yield client
@@ -104,7 +108,12 @@ def register(app: typer.Typer) -> None:
     @app.command("gateway")
     def gateway_cmd() -> None:
         """Serve the HTTP gateway (REST, SSE logs, webhooks) until interrupted."""
+        import asyncio
+        import signal
+
+        from gateway.errors import GatewayError
         from gateway.server import serve
+        from streams.errors import StreamsError
         from streams.topics import create_topics
 
         settings = _settings()
@@ -133,6 +142,8 @@ def register(app: typer.Typer) -> None:
         stdin: Path | None = typer.Option(None, "--stdin", exists=True, dir_okay=False, help="File fed to stdin."),
     ) -> None:
         """Run FILE in a sandbox, stream its output live, and exit with its exit code."""
+        from gateway.client import exit_code_for, language_for
+
         settings = _settings()
         lang = language or language_for(file)
         if lang is None:
@@ -140,7 +151,11 @@ def register(app: typer.Typer) -> None:
         body: dict[str, Any] = {"language": lang, "code": file.read_text(errors="replace"), "args": list(args or [])}
         if stdin is not None:
             body["stdin"] = stdin.read_text(errors="replace")
-        console = Console(stderr=True) if sys.stderr.isatty() else None
+        console = None
+        if sys.stderr.isatty():  # a live status line for a person; plain lines otherwise
+            from rich.console import Console
+
+            console = Console(stderr=True)
         try:
             with _gateway_client(settings) as client:
                 accepted = client.submit(body)
@@ -162,6 +177,8 @@ def register(app: typer.Typer) -> None:
         """Print an execution as JSON."""
         with _gateway_client() as client:
             execution = client.get(execution_id)
+        import json
+
         typer.echo(json.dumps(execution, indent=2))
 
     @app.command("logs")
@@ -192,6 +209,9 @@ def register(app: typer.Typer) -> None:
     @app.command("apikey")
     def apikey_cmd(tenant: str = typer.Argument(..., help="The tenant the key acts for.")) -> None:
         """Make a new API key: prints the key (give it to the client) and the hashed entry (give it to the gateway)."""
+        from gateway.auth import new_key
+        from gateway.errors import GatewayError
+
         try:
             key, entry = new_key(tenant)
         except GatewayError as exc:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from runtime.doctor import probe, render
-
 
 def doctor() -> None:
     """Print this host's isolation features; exit 1 when a feature the policy requires is missing."""
+    from runtime.doctor import probe, render
+
     report = probe()
     print(render(report))
     if not report.ok:

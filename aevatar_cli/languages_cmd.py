@@ -3,14 +3,14 @@ whether it is available on this host (the lead registers it: `app.command("langu
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import typer
 
-from runtime.types import LanguageInfo
+if TYPE_CHECKING:
+    from runtime.types import LanguageInfo
 
 
 def render(infos: Sequence[LanguageInfo]) -> str:
@@ -37,6 +37,9 @@ def languages(
     as_json: bool = typer.Option(False, "--json", help="One JSON array, as GET /v1/languages returns it."),
 ) -> None:
     """List each language with its real version, probed inside a sandbox on this host; exit 1 if none works."""
+    import asyncio
+    import json
+
     infos = asyncio.run(_probe())
     if as_json:
         body = [{"name": i.name, "version": i.version, "compiled": i.compiled, "available": i.available} for i in infos]

@@ -1,28 +1,37 @@
-"""The `aevatar-sandbox` command line. Thin: parse, call the package, print."""
+"""The `aevatar-sandbox` command line. Thin: parse, call the package, print.
+
+It starts fast: at import it loads typer and its own command modules, nothing else. Each command
+imports what it uses when it runs (tests/gateway/test_cli_startup.py checks that `--help` loads
+none of gateway, processors, runtime or the Kafka client; bench/README.md has the start-up time).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
-from streams.broker import ManagedBroker
-from streams.errors import StreamsError
-from streams.settings import Settings
-from streams.topics import create_topics, delete_prefixed_topics
+if TYPE_CHECKING:
+    from streams.settings import Settings
+
+# httpx imports its own command line (httpx._main: click, rich, pygments; ~65 ms here) whenever those
+# are installed, and falls back to a stub when that import fails. This CLI never runs httpx's, so the
+# client commands skip it: a None in sys.modules makes that import fail at once.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 app = typer.Typer(
     name="aevatar-sandbox",
     help="Aevatar Sandbox: run untrusted code, isolated, from one laptop to a Kubernetes cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help, as click prints it: rich's renderer costs ~90 ms of imports on every `--help`.
+    rich_markup_mode=None,
 )
-kafka_app = typer.Typer(help="The managed local Kafka broker.", no_args_is_help=True)
-topics_app = typer.Typer(help="The topic catalog.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The managed local Kafka broker.", no_args_is_help=True, rich_markup_mode=None)
+topics_app = typer.Typer(help="The topic catalog.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 
@@ -30,6 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings() -> Settings:
+    from streams.errors import StreamsError
+    from streams.settings import Settings
+
     try:
         return Settings.from_env()
     except StreamsError as exc:
@@ -46,6 +58,8 @@ def clear_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from streams.errors import StreamsError
+
         try:
             return fn(*args, **kwargs)
         except StreamsError as exc:
@@ -60,6 +74,8 @@ def clear_errors(fn: F) -> F:
 @clear_errors
 def kafka_start() -> None:
     """Start the local broker (downloading its jars once); harmless when it already runs."""
+    from streams.broker import ManagedBroker
+
     broker = ManagedBroker(settings())
     if not broker.settings.managed_kafka:
         typer.echo(broker.status().describe())
@@ -74,6 +90,8 @@ def kafka_start() -> None:
 @clear_errors
 def kafka_stop() -> None:
     """Stop the local broker with SIGTERM."""
+    from streams.broker import ManagedBroker
+
     broker = ManagedBroker(settings())
     if not broker.settings.managed_kafka:
         typer.echo(broker.status().describe())
@@ -85,6 +103,8 @@ def kafka_stop() -> None:
 @clear_errors
 def kafka_status() -> None:
     """Say whether the broker runs and accepts connections (exit 1 when it does not)."""
+    from streams.broker import ManagedBroker
+
     status = ManagedBroker(settings()).status()
     typer.echo(status.describe())
     if not status.accepting:
@@ -95,6 +115,10 @@ def kafka_status() -> None:
 @clear_errors
 def topics_create() -> None:
     """Create the catalog's topics, idempotently, with their partitions and cleanup policy."""
+    import asyncio
+
+    from streams.topics import create_topics
+
     reports = asyncio.run(create_topics(settings()))
     for r in reports:
         verb = "created" if r.created else "exists "
@@ -107,6 +131,10 @@ def topics_delete(
     prefix: str = typer.Argument(help="delete every topic whose name starts with this prefix (never empty)"),
 ) -> None:
     """Delete the topics of one prefix: what a killed test run or benchmark left on the broker."""
+    import asyncio
+
+    from streams.topics import delete_prefixed_topics
+
     if not prefix:
         fail("refusing an empty prefix: that would name the platform's own topics")
     gone = asyncio.run(delete_prefixed_topics(settings().with_prefix(prefix)))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:  # imported where a command runs: `--help` and the other commands never load them
+    import asyncio
+
     from streams.settings import Settings
 
 # processors.runner.ROLES, spelled here so that the CLI starts without importing the processors
@@ -72,6 +72,9 @@ def _require_root_for_local_executor(settings: Settings, roles: list[str]) -> No
 
 
 async def _until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +94,8 @@ def worker(
         raise typer.Exit(2)
     settings = _settings()
     _require_root_for_local_executor(settings, chosen)
+    import asyncio
+
     from processors.runner import run_roles
     from runtime.errors import RuntimeSandboxError
     from streams.errors import StreamsError
@@ -107,6 +112,8 @@ async def _check_early(backend: object) -> None:
 
     Runs beside the roles until they stop; a host that lacks a feature is reported by the first run, as before.
     """
+    import asyncio
+
     check = getattr(backend, "check", None)
     if check is not None:
         try:
@@ -123,6 +130,8 @@ def up(
     _configure_logging()
     settings = _settings()
     _require_root_for_local_executor(settings, list(ROLES))
+    import asyncio
+
     from processors.express import Express
     from processors.metrics import LagSampler, ProcessorMetrics, consumed_topics
     from processors.runner import known_languages, make_backend, run_roles
@@ -196,6 +205,8 @@ def submit(
     timeout_s: Annotated[float, typer.Option(help="how long to wait for the result, seconds")] = 120.0,
 ) -> None:
     """Submit a program through Kafka with the client helper, print its output, exit with its code."""
+    import asyncio
+
     from streams.client import SandboxClient, new_request
 
     if via != "kafka":

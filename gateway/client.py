@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from gateway.errors import ApiError, GatewayUnavailable
+from streams.settings import Settings
 
 EXTENSIONS: dict[str, str] = {
     ".py": "python",
@@ -28,6 +29,18 @@ EXTENSIONS: dict[str, str] = {
     ".cs": "csharp",
     ".sh": "bash",
 }
+
+
+def gateway_url(settings: Settings) -> str:
+    """Where clients find the gateway: AEVATAR_GATEWAY_URL, else from the host and port it binds."""
+    if settings.gateway_url:
+        return settings.gateway_url.rstrip("/")
+    host = settings.gateway_host
+    if host in {"0.0.0.0", "::", ""}:
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.gateway_port}"
 
 
 def language_for(path: Path) -> str | None:
@@ -109,7 +122,10 @@ class GatewayClient:
         self.url = url
         self.retry_budget_s = retry_budget_s
         self._sleep = sleep
-        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+        # A plain-HTTP gateway (the loopback default) never makes a TLS connection here: only relative
+        # paths on that base, redirects not followed. So no CA bundle is loaded for it (~65 ms at start).
+        verify = not url.startswith("http://")
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s, verify=verify)
 
     def close(self) -> None:
         self._http.close()

@@ -6,10 +6,12 @@ The error body is fixed by the API contract: {"error": {"code", "message", "fiel
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from processors.rules import Rejection
+if TYPE_CHECKING:  # an annotation only: the CLI's client imports this module without the processors
+    from processors.rules import Rejection
 
 
 class GatewayError(Exception):

@@ -19,6 +19,7 @@ from gateway import logstream
 from gateway.app import Services, build_app
 from gateway.audit import logger
 from gateway.auth import KeyRing
+from gateway.client import gateway_url
 from gateway.errors import ConfigError
 from gateway.languages import HostProbe, LanguageSource
 from gateway.live import LiveView
@@ -102,18 +103,6 @@ def stream_slots(settings: Settings, keys: KeyRing) -> StreamSlots:
     """Live log streams: the per-tenant bound applies between tenants; open, the one user may hold them all."""
     per_tenant = settings.sse_max_streams if keys.open else settings.sse_max_streams_per_tenant
     return StreamSlots(settings.sse_max_streams, per_tenant)
-
-
-def gateway_url(settings: Settings) -> str:
-    """Where clients find the gateway: AEVATAR_GATEWAY_URL, else from the host and port it binds."""
-    if settings.gateway_url:
-        return settings.gateway_url.rstrip("/")
-    host = settings.gateway_host
-    if host in {"0.0.0.0", "::", ""}:
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{settings.gateway_port}"
 
 
 async def serve(
