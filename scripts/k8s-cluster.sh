@@ -49,6 +49,8 @@ pid_of() { # the running pid of a component started here, or nothing
   local pid
   pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null || return 1
+  # An exited component whose parent is gone stays a zombie ("Z"): not running.
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
   echo "$pid"
 }
 
@@ -216,6 +218,8 @@ start() {
     command -v "$tool" >/dev/null 2>&1 || { say "missing $tool (apt-get install containerd runc containernetworking-plugins curl openssl ebtables)"; return 2; }
   done
   [ -x /usr/lib/cni/bridge ] || { say "missing /usr/lib/cni/bridge (apt-get install containernetworking-plugins)"; return 2; }
+  # A cluster killed without `stop` (a session's end, kill -9) left its pods' mounts and cgroups.
+  if ! any_running; then clean_host; fi
   write_configs "$PAUSE_IMAGE"
   local t0
   t0=$(date +%s)
@@ -289,27 +293,15 @@ import_image() { # name tar
   ctr_ images label "$1" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
 }
 
-stop() {
-  local name pid
-  for name in kubelet kube-scheduler kube-controller-manager; do
-    if pid=$(pid_of "$name"); then kill "$pid" 2>/dev/null || true; fi
-  done
-  # The containers: their shims belong to this containerd (its socket is in their command line).
+# What pods and a killed cluster leave on the host: mounts under the state dir, the pods' cgroups, the
+# bridge, the ebtables rule, IP allocations, and what the kubelet writes outside its root dir.
+clean_host() {
+  local pid
+  # The containers (also of a containerd that was killed): their shims belong to this containerd (its socket is in their command line).
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
     pkill -KILL -P "$pid" 2>/dev/null || true
     kill -KILL "$pid" 2>/dev/null || true
   done
-  for name in containerd kube-apiserver etcd; do
-    if pid=$(pid_of "$name"); then kill "$pid" 2>/dev/null || true; fi
-  done
-  for name in "${COMPONENTS[@]}"; do
-    if pid=$(pid_of "$name"); then
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$STATE/run/$name.pid"
-  done
-  # Mounts under the state dir (pod volumes, rootfs overlays, shm), deepest first.
   awk -v s="$STATE/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
@@ -321,8 +313,36 @@ stop() {
   ip link del "$BRIDGE" 2>/dev/null || true
   ebtables -D FORWARD -i veth+ -o veth+ -j DROP 2>/dev/null || true
   rm -rf "$STATE/cni/ipam"
-  # The kubelet writes these even with --root-dir (notes/kubernetes-node.md).
   rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet/pki /var/lib/kubelet 2>/dev/null || true
+}
+
+any_running() {
+  local name
+  for name in "${COMPONENTS[@]}"; do
+    if pid_of "$name" >/dev/null; then return 0; fi
+  done
+  return 1
+}
+
+stop() {
+  local name pid
+  for name in kubelet kube-scheduler kube-controller-manager; do
+    if pid=$(pid_of "$name"); then kill "$pid" 2>/dev/null || true; fi
+  done
+  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
+    pkill -KILL -P "$pid" 2>/dev/null || true
+  done
+  for name in containerd kube-apiserver etcd; do
+    if pid=$(pid_of "$name"); then kill "$pid" 2>/dev/null || true; fi
+  done
+  for name in "${COMPONENTS[@]}"; do
+    if pid=$(pid_of "$name"); then
+      for _ in $(seq 1 50); do pid_of "$name" >/dev/null || break; sleep 0.2; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$STATE/run/$name.pid"
+  done
+  clean_host
   say "stopped"
 }
 
