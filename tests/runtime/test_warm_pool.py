@@ -208,6 +208,12 @@ ENDINGS = {
     "os_exit": "import os\nprint('buffered, lost')\nos._exit(4)\n",
     "stderr_unterminated": "import sys\nsys.stderr.write('no newline')\n",
     "big_output": "print('y' * 60000)\n",  # most of the output limit (64 KiB here)
+    # Exact status (issue 21): exit codes that read like 128 + n, and real signals.
+    "exit_137": "import sys\nsys.exit(137)\n",
+    "exit_153": "import sys\nsys.exit(153)\n",
+    "exit_255": "import sys\nsys.exit(255)\n",
+    "sigsegv": "import os\nos.kill(os.getpid(), 11)\n",
+    "sigkill": "import os\nos.kill(os.getpid(), 9)\n",
 }
 
 
@@ -226,6 +232,10 @@ async def test_a_warm_run_ends_as_a_cold_one(pooled: LocalBackend, name: str) ->
     other = Limits(**{**{f: getattr(SMALL, f) for f in Limits.__dataclass_fields__}, "memory_mib": 96})
     cold = await pooled.run(_request(ENDINGS[name], limits=other))
     assert _ending(warm) == _ending(cold)
+    if name.startswith("exit_") and name[5:].isdigit():
+        assert (warm.state, warm.exit_code, warm.signal) == (State.FAILED, int(name[5:]), None)
+    if name.startswith("sig"):
+        assert (warm.state, warm.limit, warm.exit_code) == (State.FAILED, None, None) and warm.signal in (9, 11)
 
 
 async def test_node_runs_warm(pooled: LocalBackend) -> None:
