@@ -70,8 +70,9 @@ async def make_backend(settings: Settings) -> Backend:
             executor_id=settings.executor_id,
             deadline_slack_ms=settings.k8s_deadline_slack_ms,
             image_pull_policy=settings.k8s_image_pull_policy,
-            **({"images": images} if images else {}),
         )
+        if images:
+            config = dataclasses.replace(config, images=images)
         manager = await KubernetesHostManager.from_kubeconfig(settings.kubeconfig or None, config)
         await manager.start()
         return manager

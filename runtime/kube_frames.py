@@ -120,6 +120,16 @@ class FrameDecoder:
         return out
 
 
+    def flush(self) -> list[tuple[Stream, bytes]]:
+        """At the log's end: a short log that was only ever a prefix of the first line is output too."""
+        if self.framed is None and self._pending:
+            self.framed = False
+            raw = bytes(self._pending)
+            self._pending.clear()
+            return [("stdout", raw)]
+        return []
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedLog:
     stdout: bytes
@@ -131,6 +141,6 @@ def decode_log(log: bytes) -> DecodedLog:
     """A whole container log: the program's two streams and the runner's end (None: not framed)."""
     decoder = FrameDecoder()
     parts: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-    for stream, chunk in decoder.feed(log):
+    for stream, chunk in [*decoder.feed(log), *decoder.flush()]:
         parts[stream] += chunk
     return DecodedLog(bytes(parts["stdout"]), bytes(parts["stderr"]), decoder.end)

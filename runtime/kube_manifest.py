@@ -69,8 +69,8 @@ def container_script(*, stage: bool, stdin: bool, limits: Limits, artifacts_dir:
     return " && ".join(steps)
 
 
-_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-_CONFIGMAP_KEY = re.compile(r"^[-._A-Za-z0-9]+$")
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
+_CONFIGMAP_KEY = re.compile(r"[-._A-Za-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ def parse_images(spec: str, single_image_languages: str) -> dict[str, str]:
 
 def label_value(text: str) -> str:
     """`text` when it is a valid label value, else a stable hash of it (still a valid label value)."""
-    if len(text) <= 63 and _LABEL_VALUE.match(text):
+    if len(text) <= 63 and _LABEL_VALUE.fullmatch(text):
         return text
     return "h-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
@@ -336,7 +336,7 @@ def build_configmap(request: RunRequest, language: Language, config: KubernetesC
     files = input_files(request, language)
     binary = {configmap_key(i): base64.b64encode(files[n]).decode() for i, n in enumerate(sorted(files))}
     binary[STDIN_KEY] = base64.b64encode(request.stdin).decode()
-    assert all(_CONFIGMAP_KEY.match(k) for k in binary)
+    assert all(_CONFIGMAP_KEY.fullmatch(k) for k in binary)
     name = job_name(request.execution_id)
     return {
         "apiVersion": "v1",

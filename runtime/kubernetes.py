@@ -122,6 +122,8 @@ class ApiPodLogs:
             async for chunk in self._client.stream_bytes(path, base, FOLLOW_READ_TIMEOUT_S):
                 for decoded in decoder.feed(chunk):
                     yield decoded
+            for decoded in decoder.flush():
+                yield decoded
             return
         queue: asyncio.Queue[tuple[Stream, bytes] | BaseException | None] = asyncio.Queue()
 
@@ -132,6 +134,8 @@ class ApiPodLogs:
                 async for chunk in self._client.stream_bytes(path, {**base, "stream": name}, FOLLOW_READ_TIMEOUT_S):
                     for piece in decoder.feed(chunk) if decoder is not None else [(stream, chunk)]:
                         await queue.put(piece)
+                for piece in decoder.flush() if decoder is not None else []:
+                    await queue.put(piece)
                 await queue.put(None)
             except Exception as exc:
                 await queue.put(exc)

@@ -306,3 +306,20 @@ async def test_an_unreachable_api_server_is_an_error_not_a_hang(tmp_path: Path) 
         await manager.close()
     assert outcome.state is State.ERROR
     assert outcome.error is not None and "did not list" in outcome.error
+
+
+def test_label_values_are_matched_whole() -> None:
+    from runtime.kube_manifest import label_value
+
+    assert label_value("abc") == "abc"
+    assert label_value("abc\n") != "abc\n" and label_value("abc\n").startswith("h-")
+
+
+def test_runner_images_from_the_setting() -> None:
+    from runtime.kube_manifest import parse_images
+
+    assert parse_images("", "python,c") == {}
+    assert parse_images("img:1", "python, c") == {"python": "img:1", "c": "img:1"}
+    assert parse_images("python=a:1,c=b:2", "bash") == {"python": "a:1", "c": "b:2"}
+    with pytest.raises(ValueError, match="'python' is not lang=IMAGE"):
+        parse_images("python,c=b", "bash")
