@@ -119,7 +119,6 @@ class FrameDecoder:
                 self.end = parse_end(body)
         return out
 
-
     def flush(self) -> list[tuple[Stream, bytes]]:
         """At the log's end: a short log that was only ever a prefix of the first line is output too."""
         if self.framed is None and self._pending:
