@@ -95,18 +95,14 @@ class ApiPodLogs:
         return await self._client.read_bytes(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query)
 
     async def read(self, namespace: str, pod: str, container: str, limit_bytes: int) -> ContainerLogs:
-        framed_limit = log_limit_bytes(limit_bytes)
-        if not self.split_streams:  # both streams interleaved: reported as stdout, unless framed
-            log = decode_log(await self._read(namespace, pod, container, framed_limit, None))
-            if log.end is None and not log.stderr:
-                return ContainerLogs(log.stdout[:limit_bytes], b"")
+        first = "Stdout" if self.split_streams else None  # the runner writes its frames to its stdout
+        log = decode_log(await self._read(namespace, pod, container, log_limit_bytes(limit_bytes), first))
+        if log.end is not None or log.stderr:  # the runner's frames: both streams apart, and the end
             return ContainerLogs(log.stdout, log.stderr, log.end)
-        out = await self._read(namespace, pod, container, framed_limit, "Stdout")
-        decoded = decode_log(out)
-        if decoded.end is not None or decoded.stderr:
-            return ContainerLogs(decoded.stdout, decoded.stderr, decoded.end)
+        if not self.split_streams:  # both streams interleaved: reported as stdout
+            return ContainerLogs(log.stdout[:limit_bytes], b"")
         err = await self._read(namespace, pod, container, limit_bytes, "Stderr")
-        return ContainerLogs(out[:limit_bytes], err)
+        return ContainerLogs(log.stdout[:limit_bytes], err)
 
     async def follow(
         self, namespace: str, pod: str, container: str, limit_bytes: int
