@@ -285,7 +285,9 @@ async def test_languages_metrics_and_openapi(settings: Settings) -> None:
 
 
 async def test_live_log_streams_are_bounded_per_tenant(settings: Settings) -> None:
-    async with running_gateway(settings, sse_max_streams_per_tenant=2) as gw, Feeder(settings) as feed:
+    # Open (no keys), the one user may hold every slot (gateway.server.stream_slots): the bound is the total.
+    bounds = {"sse_max_streams": 2, "sse_max_streams_per_tenant": 2}
+    async with running_gateway(settings, **bounds) as gw, Feeder(settings) as feed:
         await feed.run_to("long-1", State.STARTED)  # runs, and does not end while the streams are open
         async with asyncio.timeout(10):
             while (await gw.client.get("/v1/executions/long-1")).status_code != 200:
