@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # imported where a command runs: `--help` and the other comma
 # processors.runner.ROLES, spelled here so that the CLI starts without importing the processors
 # (tests/gateway/test_cli_startup.py checks that the two agree).
 ROLES: tuple[str, ...] = ("validation", "scheduling", "launch", "completion")
+# Present while `scripts/install.sh --toolchains` runs (make up starts it in the background).
+TOOLCHAINS_WARMING = Path("/opt/aevatar-sandbox/.toolchains-warming")
 
 LANGUAGE_BY_SUFFIX = {
     ".py": "python",
@@ -174,6 +176,11 @@ def up(
             where.append(f"metrics    {url}/metrics (gateway, processors, runtime)")
         if settings.metrics_port:
             where.append(f"metrics    http://{settings.metrics_host}:{settings.metrics_port}/metrics (processors)")
+        if TOOLCHAINS_WARMING.exists():
+            where.append(
+                "languages  the toolchains beyond Python and Bash are warming (installing "
+                "in the background: make install-toolchains); each becomes available as it lands"
+            )
         typer.echo("aevatar-sandbox is up:\n  " + "\n  ".join(where) + "\nCtrl-C stops it.", err=True)
 
     async def embedded(stop: asyncio.Event) -> None:

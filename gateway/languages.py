@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from runtime.languages import LANGUAGES, Language
 from runtime.types import LanguageInfo
 
 PROBE_TIMEOUT_S = 5.0
+PROBE_RETRY_S = 30.0
 
 
 class LanguageSource(Protocol):
@@ -24,18 +26,31 @@ class LanguageSource(Protocol):
 
 
 class HostProbe:
-    """Runs each adapter's version probe once, on this host."""
+    """Runs each adapter's version probe on this host: once while it succeeds; a language whose probe
+    failed is probed again after `retry_s` (its toolchain may still be installing: `make up` installs
+    the compiled languages' toolchains in the background)."""
 
-    def __init__(self, languages: Mapping[str, Language] | None = None) -> None:
+    def __init__(
+        self,
+        languages: Mapping[str, Language] | None = None,
+        *,
+        retry_s: float = PROBE_RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._languages = LANGUAGES if languages is None else languages
-        self._cache: list[LanguageInfo] | None = None
+        self._cache: dict[str, tuple[LanguageInfo, float]] = {}
         self._lock = asyncio.Lock()
+        self._retry_s = retry_s
+        self._clock = clock
 
     async def languages(self) -> list[LanguageInfo]:
         async with self._lock:
-            if self._cache is None:
-                self._cache = [await self._probe(lang) for lang in self._languages.values()]
-            return list(self._cache)
+            now = self._clock()
+            for name, lang in self._languages.items():
+                cached = self._cache.get(name)
+                if cached is None or (not cached[0].available and now - cached[1] >= self._retry_s):
+                    self._cache[name] = (await self._probe(lang), now)
+            return [self._cache[name][0] for name in self._languages]
 
     async def _probe(self, lang: Language) -> LanguageInfo:
         try:
