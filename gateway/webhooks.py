@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Literal
 
 import httpx
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from gateway import signature
@@ -28,12 +28,12 @@ from gateway.egress import EgressRefused, webhook_client
 from gateway.view import execution_from_result
 from streams import kafka
 from streams.codec import CodecError
+from streams.offsets import OffsetTracker
 from streams.records import ExecutionResult
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.tracing import TraceContext, from_headers
 
-P = TypeVar("P", bound=Hashable)
 AttemptOutcome = Literal["delivered", "retrying", "failed"]
 # Results older than this when first seen (a new consumer group reading history) are not delivered.
 MAX_RESULT_AGE_MS = 24 * 3600 * 1000
@@ -42,40 +42,6 @@ MAX_RESULT_AGE_MS = 24 * 3600 * 1000
 def backoff_ms(attempt: int, *, base_ms: int, cap_ms: int) -> int:
     """The wait after failed attempt `attempt` (1-based): base, 2·base, 4·base, ... never above cap."""
     return int(min(cap_ms, base_ms * 2 ** max(0, attempt - 1)))
-
-
-class OffsetTracker(Generic[P]):
-    """Per partition: which offsets are still being delivered, and the offset it is safe to commit."""
-
-    def __init__(self) -> None:
-        self._pending: dict[P, set[int]] = {}
-        self._next: dict[P, int] = {}
-        self._committed: dict[P, int] = {}
-
-    def add(self, partition: P, offset: int) -> None:
-        self._pending.setdefault(partition, set()).add(offset)
-        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
-
-    def done(self, partition: P, offset: int) -> None:
-        self._pending.get(partition, set()).discard(offset)
-
-    def in_flight(self) -> int:
-        return sum(len(p) for p in self._pending.values())
-
-    def committable(self) -> dict[P, int]:
-        """The offsets to commit now (Kafka's "next to read"), only those that moved since the last call."""
-        out: dict[P, int] = {}
-        for partition, nxt in self._next.items():
-            pending = self._pending.get(partition)
-            safe = min(pending) if pending else nxt
-            if safe > self._committed.get(partition, -1):
-                out[partition] = self._committed[partition] = safe
-        return out
-
-    def forget(self, partition: P) -> None:
-        """After a partition is revoked: its in-flight deliveries may be redone by its new owner."""
-        for table in (self._pending, self._next, self._committed):
-            table.pop(partition, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,20 +95,21 @@ class WebhookDispatcher:
         self._http = http
         self._slots = asyncio.Semaphore(max(1, settings.webhook_concurrency))
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._consumer: AIOKafkaConsumer | None = None
         self._log = logger("aevatar.gateway.webhooks")
         self.started = asyncio.Event()
 
     async def run(self) -> None:
         # Batched: a callback is delivered up to one idle fetch wait (500 ms) after its result, and
         # results without one (most) no longer cost a fetch and a commit each.
-        consumer = kafka.consumer(
+        self._consumer = consumer = kafka.consumer(
             self.settings,
-            self.topics.results,
             group_id=self.group_id,
             from_beginning=True,
             batch_wait_ms=kafka.IDLE_FETCH_MAX_WAIT_MS,
         )
+        consumer.subscribe([self.topics.results], listener=_Rebalance(self))
         own_http = self._http is None
         http = self._http or webhook_client(allow_private=self.settings.webhook_allow_private)
         try:
@@ -152,13 +119,16 @@ class WebhookDispatcher:
                 batch = await consumer.getmany(timeout_ms=500, max_records=100)
                 for tp, records in batch.items():
                     for message in records:
-                        self._tracker.add(tp, message.offset)
+                        if tp not in consumer.assignment():
+                            break  # revoked while this batch was dispatched: its new owner delivers the rest
+                        self._tracker.take(tp, message.offset)
                         trace = from_headers(message.headers)
                         await self._dispatch(http, tp, message.offset, message.value, trace)
                 await self._commit(consumer)
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            self._consumer = None
             await asyncio.gather(*self._tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._commit(consumer))
@@ -166,12 +136,37 @@ class WebhookDispatcher:
             if own_http:
                 await asyncio.shield(http.aclose())
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        offsets = self._tracker.committable()
-        assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this dispatcher delivers now (empty while it is not in its group)."""
+        return frozenset(self._consumer.assignment()) if self._consumer is not None else frozenset()
+
+    async def _commit(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition] | None = None) -> None:
+        offsets = self._tracker.to_commit(consumer.assignment() if partitions is None else partitions)
         if offsets:
             await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+            self._tracker.committed(offsets)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions go to another dispatcher: stop their deliveries, commit what is final, forget them.
+
+        A delivery stopped here is redone by the partition's new owner (from the committed offset):
+        at least once, as after a restart. Forgetting matters when a partition comes back: its stale
+        pending offsets would otherwise be committed below what the other owner committed meanwhile.
+        """
+        stopped = [task for task, tp in self._tasks.items() if tp in revoked]
+        for task in stopped:
+            task.cancel()
+        await asyncio.gather(*stopped, return_exceptions=True)
+        consumer = self._consumer
+        if consumer is not None:
+            try:
+                await self._commit(consumer, revoked)
+            except Exception as exc:  # the new owner starts from the last commit: redelivers, loses nothing
+                self._log.warning("webhook commit on revoke failed", error=str(exc))
+        for tp in revoked:
+            self._tracker.forget(tp)
+        if revoked:
+            self._log.info("webhook partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def _dispatch(
         self,
@@ -193,10 +188,10 @@ class WebhookDispatcher:
             return
         await self._slots.acquire()
         task = asyncio.create_task(self._deliver(http, result, value, trace))
-        self._tasks.add(task)
+        self._tasks[task] = tp
 
         def finished(t: asyncio.Task[None]) -> None:
-            self._tasks.discard(t)
+            self._tasks.pop(t, None)
             self._slots.release()
             if not t.cancelled():
                 self._tracker.done(tp, offset)
@@ -271,3 +266,14 @@ class WebhookDispatcher:
             )
         except Exception as exc:  # the record is best effort; the delivery itself goes on
             self._log.warning("could not record webhook attempt", execution_id=attempt.execution_id, error=str(exc))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, dispatcher: WebhookDispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.dispatcher.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.dispatcher._log.info("webhook partitions assigned", partitions=sorted(tp.partition for tp in assigned))

@@ -26,10 +26,10 @@ from msgspec import structs
 from processors.batches import park
 from processors.edges import bound, log_transition, now_ms
 from processors.metrics import ProcessorMetrics
-from processors.offsets import OffsetTracker
 from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
 from streams import kafka
 from streams.codec import CodecError
+from streams.offsets import OffsetTracker
 from streams.records import CancelRequest, ExecutionEvent, ExecutionRequest, LogChunk, RunOutcome
 from streams.settings import Settings
 from streams.states import State

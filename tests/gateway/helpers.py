@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -161,9 +161,10 @@ class Received:
 
 @contextlib.asynccontextmanager
 async def webhook_receiver(
-    fail_first: int = 0, status_when_failing: int = 500
+    fail_first: int = 0, status_when_failing: int = 500, fail_while: Callable[[], bool] | None = None
 ) -> AsyncIterator[tuple[str, list[Received]]]:
-    """A local HTTP receiver that records every delivery and fails the first `fail_first` ones."""
+    """A local HTTP receiver that records every delivery and fails the first `fail_first` ones (and
+    every one while `fail_while()` is true)."""
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -174,7 +175,8 @@ async def webhook_receiver(
 
     async def hook(request: Request) -> Response:
         received.append(Received(await request.body(), dict(request.headers), time.monotonic()))
-        return Response(status_code=status_when_failing if len(received) <= fail_first else 204)
+        failing = len(received) <= fail_first or (fail_while is not None and fail_while())
+        return Response(status_code=status_when_failing if failing else 204)
 
     port = free_port()
     server = uvicorn.Server(

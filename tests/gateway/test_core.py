@@ -19,7 +19,7 @@ from gateway.logstream import LogCursor
 from gateway.ratelimit import RateLimiter, TokenBucket
 from gateway.server import check_binding, gateway_url
 from gateway.view import View, iso_utc
-from gateway.webhooks import OffsetTracker, backoff_ms
+from gateway.webhooks import backoff_ms
 from processors.rules import Rejection
 from streams.records import ExecutionEvent, ExecutionRequest, LogChunk, RunOutcome
 from streams.settings import Settings
@@ -142,21 +142,6 @@ def test_signatures_verify_only_the_same_secret_body_and_fresh_time() -> None:
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_ms(n, base_ms=1000, cap_ms=10_000) for n in range(1, 7)] == [1000, 2000, 4000, 8000, 10_000, 10_000]
-
-
-def test_offsets_commit_only_past_finished_deliveries() -> None:
-    tracker: OffsetTracker[str] = OffsetTracker()
-    for offset in (10, 11, 12):
-        tracker.add("p0", offset)
-    assert tracker.committable() == {"p0": 10}
-    tracker.done("p0", 11)
-    assert tracker.committable() == {}  # 10 is still in flight
-    tracker.done("p0", 10)
-    assert tracker.committable() == {"p0": 12}
-    tracker.done("p0", 12)
-    assert tracker.committable() == {"p0": 13} and tracker.in_flight() == 0
-    tracker.forget("p0")
-    assert tracker.committable() == {}
 
 
 # -- auth and rate limits -----------------------------------------------------------------------
