@@ -27,6 +27,29 @@ class LimitsBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disk_mib: _Long | None = None
 
 
+class CaseBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One test case of a judged execution; a null time limit takes the execution's."""
+
+    stdin: str = ""
+    args: list[str] = msgspec.field(default_factory=list)
+    expected_stdout: str = ""
+    wall_time_ms: _Long | None = None
+    cpu_time_ms: _Long | None = None
+
+
+class CheckerBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How each case's stdout is judged: exact, trailing_whitespace (the default), tokens, float, program."""
+
+    kind: str = "trailing_whitespace"
+    abs_tolerance: float = 1e-6
+    rel_tolerance: float = 1e-6
+    language: Annotated[str | None, msgspec.Meta(description="program: the checker's language.")] = None
+    code: Annotated[
+        str | None,
+        msgspec.Meta(description="program: gets input.txt expected.txt actual.txt (also as args); exit 0 accepts."),
+    ] = None
+
+
 class ExecutionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """POST /v1/executions body."""
 
@@ -39,6 +62,11 @@ class ExecutionCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limits: LimitsBody | None = None
     callback_url: str | None = None
     id: Annotated[str | None, msgspec.Meta(description="Optional idempotency key; generated when omitted.")] = None
+    tests: Annotated[
+        list[CaseBody], msgspec.Meta(description="Judge the program on these cases, each in a fresh sandbox.")
+    ] = msgspec.field(default_factory=list)
+    checker: CheckerBody | None = None
+    stop_on_first_failure: bool = False
 
 
 class Accepted(msgspec.Struct, kw_only=True):
@@ -65,6 +93,37 @@ class Usage(msgspec.Struct, kw_only=True):
     memory_peak_kib: int = 0
 
 
+class CaseOut(msgspec.Struct, kw_only=True):
+    """One judged case: its verdict, what its run did, and for WRONG_ANSWER the first differing line."""
+
+    index: int
+    verdict: str
+    state: State | None
+    limit: Limit | None
+    exit_code: int | None
+    signal: int | None
+    run_ms: int
+    cpu_time_ms: int
+    memory_peak_kib: int
+    stdout: str
+    stderr: str
+    truncated: Truncated
+    line: int | None
+    expected_line: str | None
+    actual_line: str | None
+    message: str | None
+
+
+class JudgementOut(msgspec.Struct, kw_only=True):
+    """A judged execution's verdicts, one per case in order, and the summary."""
+
+    passed: int
+    total: int
+    first_failure: Annotated[int | None, msgspec.Meta(description="Index of the first failing case.")]
+    checker: str
+    cases: list[CaseOut]
+
+
 class Execution(msgspec.Struct, kw_only=True):
     """The execution object of the API contract."""
 
@@ -88,6 +147,7 @@ class Execution(msgspec.Struct, kw_only=True):
     trace_id: Annotated[
         str | None, msgspec.Meta(description="The W3C trace id that follows this execution through every stage.")
     ] = None
+    judgement: Annotated[JudgementOut | None, msgspec.Meta(description="For a judged execution (tests).")] = None
 
 
 class Event(msgspec.Struct, kw_only=True):

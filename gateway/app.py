@@ -35,7 +35,7 @@ from gateway.view import ExecutionRecord
 from processors.policy import DEFAULT_POLICY, Policy
 from processors.rules import Rejection, validate
 from streams.codec import CodecError
-from streams.records import CancelRequest, ExecutionRequest, LogChunk, RequestLimits
+from streams.records import CancelRequest, Checker, ExecutionRequest, JudgeCase, LogChunk, RequestLimits
 from streams.settings import Settings
 from streams.states import State
 from streams.topics import Topics
@@ -170,6 +170,9 @@ def to_request(
         tenant=tenant,
         trace_id=trace_id,
         created_at_ms=now_ms,
+        tests=[JudgeCase(**msgspec.structs.asdict(case)) for case in body.tests],
+        checker=Checker(**msgspec.structs.asdict(body.checker)) if body.checker is not None else None,
+        stop_on_first_failure=body.stop_on_first_failure,
     )
 
 

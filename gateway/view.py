@@ -15,13 +15,14 @@ from typing import Any
 
 import msgspec
 
-from gateway.api_types import Event, Execution, Timings, Truncated, Usage
+from gateway.api_types import CaseOut, Event, Execution, JudgementOut, Timings, Truncated, Usage
 from processors.window import IdWindow
 from streams.codec import CodecError
-from streams.records import ExecutionEvent, ExecutionResult, RunOutcome
+from streams.records import ExecutionEvent, ExecutionResult, Judgement, RunOutcome
 from streams.states import ExecutionState, Limit, State, Transition, TransitionError, apply
 
 _LIMITS = {limit.value: limit for limit in Limit}
+_STATES = {state.value: state for state in State}
 # How many events of one execution may wait for a gap to fill before the view drops the oldest.
 MAX_PENDING_EVENTS = 64
 
@@ -87,7 +88,9 @@ class ExecutionRecord:
         """The bytes of output this record holds (the result's, or the terminal event's before it)."""
         held: list[ExecutionResult | RunOutcome] = [self.result] if self.result is not None else []
         held += [e.outcome for e in self.events if e.outcome is not None]
-        return sum(len(o.stdout) + len(o.stderr) + len(o.compile_output) for o in held)
+        cases = [c for o in held if o.judgement is not None for c in o.judgement.cases]
+        judged = sum(len(c.stdout) + len(c.stderr) for c in cases)
+        return judged + sum(len(o.stdout) + len(o.stderr) + len(o.compile_output) for o in held)
 
     def execution(self) -> Execution:
         if self.result is not None:
@@ -123,6 +126,33 @@ def _output(o: ExecutionResult | RunOutcome) -> dict[str, Any]:
     }
 
 
+def judgement_out(j: Judgement | None) -> JudgementOut | None:
+    if j is None:
+        return None
+    cases = [
+        CaseOut(
+            index=c.index,
+            verdict=c.verdict,
+            state=_STATES.get(c.state or ""),
+            limit=_LIMITS.get(c.limit or ""),
+            exit_code=c.exit_code,
+            signal=c.signal,
+            run_ms=c.run_ms,
+            cpu_time_ms=c.cpu_time_ms,
+            memory_peak_kib=c.memory_peak_kib,
+            stdout=_text(c.stdout),
+            stderr=_text(c.stderr),
+            truncated=Truncated(stdout=c.truncated_stdout, stderr=c.truncated_stderr),
+            line=c.line,
+            expected_line=c.expected_line,
+            actual_line=c.actual_line,
+            message=c.message,
+        )
+        for c in j.cases
+    ]
+    return JudgementOut(passed=j.passed, total=j.total, first_failure=j.first_failure, checker=j.checker, cases=cases)
+
+
 def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Execution:
     return Execution(
         id=r.id,
@@ -137,6 +167,7 @@ def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Ex
         reason=r.reason,
         field=r.field,
         trace_id=trace_id,
+        judgement=judgement_out(r.judgement),
     )
 
 
@@ -171,6 +202,7 @@ def _from_events(record: ExecutionRecord) -> Execution:
         reason=terminal.reason if terminal is not None else None,
         field=terminal.field if terminal is not None else None,
         trace_id=record.trace_id,
+        judgement=judgement_out(outcome.judgement),
     )
 
 

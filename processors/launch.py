@@ -25,6 +25,7 @@ from msgspec import structs
 
 from processors.batches import park
 from processors.edges import bound, log_transition, now_ms
+from processors.judging import Judge
 from processors.metrics import ProcessorMetrics
 from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
 from streams import kafka
@@ -146,6 +147,8 @@ class Executor:
         self.group_id = f"{settings.topic_prefix}aevatar-{STAGE}"
         self.cancelled = RecentIds()
         self.running: set[str] = set()
+        # The judged executions running here (processors/judging.py), for their cancellation.
+        self.judging: dict[str, Judge] = {}
         # Executions whose launch this process has taken and not finished (running or about to).
         self.taken: set[str] = set()
         # The launch seqs this process took, so a launch that is sent again (the scheduler resends
@@ -472,24 +475,41 @@ class Executor:
         self.running.add(execution_id)
         self.metrics.executor_runs.inc()
         try:
-            outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled, trace))
+            if request.tests:
+                judge = Judge(self.backend, request, run_request(request), concurrency=self.settings.tenant_quota)
+                self.judging[execution_id] = judge
+                judged = await judge.run()
+            else:
+                outcome = await self.backend.run(run_request(request), on_output=self._log_sink(scheduled, trace))
         except Exception as exc:
             log.exception("backend_failed", id=execution_id)
             terminal = self._event(
                 scheduled, started.seq + 1, State.ERROR, reason=f"backend failed: {exc}", started_at_ms=started_at
             )
         else:
-            for name, fields in security_events(outcome):
-                log.warning(name, language=request.language, executor=self.settings.executor_id, **fields)
-            terminal = self._event(
-                scheduled,
-                started.seq + 1,
-                outcome.state,
-                reason=outcome.error or ("cancelled while running" if outcome.state is State.CANCELLED else None),
-                started_at_ms=started_at,
-                outcome=run_outcome(outcome),
-            )
+            if request.tests:
+                # Every case's verdict travels in the terminal transition (processors/judging.py).
+                terminal = self._event(
+                    scheduled,
+                    started.seq + 1,
+                    judged.state,
+                    reason=judged.reason,
+                    started_at_ms=started_at,
+                    outcome=judged.outcome,
+                )
+            else:
+                for name, fields in security_events(outcome):
+                    log.warning(name, language=request.language, executor=self.settings.executor_id, **fields)
+                terminal = self._event(
+                    scheduled,
+                    started.seq + 1,
+                    outcome.state,
+                    reason=outcome.error or ("cancelled while running" if outcome.state is State.CANCELLED else None),
+                    started_at_ms=started_at,
+                    outcome=run_outcome(outcome),
+                )
         finally:
+            self.judging.pop(execution_id, None)
             self.running.discard(execution_id)
             self.metrics.executor_runs.dec()
             renew.cancel()
@@ -543,7 +563,11 @@ class Executor:
                 except CodecError:
                     continue  # the scheduling processor dead-letters it
                 self.cancelled.add(cancel.execution_id)
-                if cancel.execution_id in self.running:
+                judge = self.judging.get(cancel.execution_id)
+                if judge is not None:
+                    killed = await judge.cancel()
+                    log.info("cancel_running", id=cancel.execution_id, killed=killed)
+                elif cancel.execution_id in self.running:
                     killed = await self.backend.cancel(cancel.execution_id)
                     log.info("cancel_running", id=cancel.execution_id, killed=killed)
         finally:

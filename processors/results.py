@@ -39,4 +39,5 @@ def build_result(terminal: ExecutionEvent, request: ExecutionRequest | None) -> 
         reason=terminal.reason,
         field=terminal.field,
         callback_url=request.callback_url if request is not None else None,
+        judgement=outcome.judgement,
     )

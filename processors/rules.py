@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from core.filenames import Reserved, files_problem
+from core.judging import judging_problem
 from processors.policy import LIMIT_FIELDS, LIMIT_MINIMA, Policy
 from runtime.languages import LANGUAGES
 from runtime.types import Limits
@@ -111,6 +112,50 @@ def callback_url_problem(url: str) -> str | None:
     return None
 
 
+def tests_rejection(request: ExecutionRequest, policy: Policy, languages: Collection[str]) -> Rejection | None:
+    """The judging part of a request (core/judging.py): its tests, their sizes and limits, its checker."""
+    checker = request.checker
+    problem = judging_problem(
+        [(t.stdin, t.args, t.expected_stdout) for t in request.tests],
+        None
+        if checker is None
+        else (checker.kind, checker.abs_tolerance, checker.rel_tolerance, checker.language, checker.code),
+        stdin=request.stdin,
+        args=request.args,
+        languages=languages,
+    )
+    if problem is not None:
+        return Rejection("invalid_tests", problem[0], problem[1])
+    total = len(request.code.encode()) + sum(len(c.encode()) for c in request.files.values())
+    total += len((checker.code or "").encode()) if checker is not None else 0
+    for i, case in enumerate(request.tests):
+        stdin_bytes = len(case.stdin.encode())
+        if stdin_bytes > policy.max_stdin_bytes:
+            return Rejection(
+                "stdin_too_large", f"tests[{i}].stdin", f"stdin is {stdin_bytes} bytes, above {policy.max_stdin_bytes}"
+            )
+        if len(case.args) > policy.max_args:
+            return Rejection("too_many_args", f"tests[{i}].args", f"{len(case.args)} args, above {policy.max_args}")
+        for j, arg in enumerate(case.args):
+            if len(arg.encode()) > policy.max_arg_bytes or "\x00" in arg:
+                return Rejection(
+                    "invalid_arg", f"tests[{i}].args[{j}]", f"must be under {policy.max_arg_bytes} bytes, without NUL"
+                )
+        case_limits = resolve_limits(
+            RequestLimits(wall_time_ms=case.wall_time_ms, cpu_time_ms=case.cpu_time_ms), policy
+        )
+        if isinstance(case_limits, Rejection):
+            return Rejection(case_limits.code, f"tests[{i}].{case_limits.field.split('.')[-1]}", case_limits.message)
+        total += stdin_bytes + len(case.expected_stdout.encode())
+    if total > policy.max_total_input_bytes:
+        return Rejection(
+            "input_too_large", "tests", f"code, files and tests are {total} bytes, above {policy.max_total_input_bytes}"
+        )
+    if checker is not None and checker.code is not None and len(checker.code.encode()) > policy.max_code_bytes:
+        return Rejection("code_too_large", "checker.code", f"checker.code is above {policy.max_code_bytes} bytes")
+    return None
+
+
 def validate(request: ExecutionRequest, policy: Policy, languages: Collection[str]) -> ExecutionRequest | Rejection:
     """The request with policy defaults filled in, or why it is refused."""
     if not _ID.fullmatch(request.id):
@@ -169,6 +214,9 @@ def validate(request: ExecutionRequest, policy: Policy, languages: Collection[st
     limits = resolve_limits(request.limits, policy)
     if isinstance(limits, Rejection):
         return limits
+    judged = tests_rejection(request, policy, languages)
+    if judged is not None:
+        return judged
     banned = policy.banned_imports.get(request.language)
     if banned:
         for name, source in [("code", request.code), *((f"files.{n}", c) for n, c in request.files.items())]:

@@ -56,6 +56,26 @@ class RequestLimits(msgspec.Struct, kw_only=True, frozen=True):
     disk_mib: int | None = None
 
 
+class JudgeCase(msgspec.Struct, kw_only=True, frozen=True):
+    """One case of a judged run (issue 23); None limits take the request's."""
+
+    stdin: str = ""
+    args: list[str] = msgspec.field(default_factory=list)
+    expected_stdout: str = ""
+    wall_time_ms: int | None = None
+    cpu_time_ms: int | None = None
+
+
+class Checker(msgspec.Struct, kw_only=True, frozen=True):
+    """How a case's stdout is judged (core/judging.py); `language` and `code` for the `program` kind."""
+
+    kind: str = "trailing_whitespace"
+    abs_tolerance: float = 1e-6
+    rel_tolerance: float = 1e-6
+    language: str | None = None
+    code: str | None = None
+
+
 class ExecutionRequest(Record, frozen=True, kw_only=True):
     SCHEMA: ClassVar[str] = "ExecutionRequest"
     id: str
@@ -72,6 +92,41 @@ class ExecutionRequest(Record, frozen=True, kw_only=True):
     max_attempts: int | None = None
     trace_id: str | None = None
     created_at_ms: int = 0
+    tests: list[JudgeCase] = msgspec.field(default_factory=list)
+    checker: Checker | None = None
+    stop_on_first_failure: bool = False
+
+
+class CaseVerdict(msgspec.Struct, kw_only=True, frozen=True):
+    """One judged case: its verdict (core.judging.Verdict), what its run did, where its output differs."""
+
+    index: int
+    verdict: str
+    state: str | None = None
+    limit: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    run_ms: int = 0
+    cpu_time_ms: int = 0
+    memory_peak_kib: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    truncated_stdout: bool = False
+    truncated_stderr: bool = False
+    line: int | None = None
+    expected_line: str | None = None
+    actual_line: str | None = None
+    message: str | None = None
+
+
+class Judgement(msgspec.Struct, kw_only=True, frozen=True):
+    """A judged run's verdicts, one per test case in order, and its summary."""
+
+    passed: int = 0
+    total: int = 0
+    first_failure: int | None = None
+    checker: str = "trailing_whitespace"
+    cases: list[CaseVerdict] = msgspec.field(default_factory=list)
 
 
 class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
@@ -87,6 +142,7 @@ class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
     memory_peak_kib: int = 0
     compile_ms: int = 0
     run_ms: int = 0
+    judgement: Judgement | None = None
 
 
 class ExecutionEvent(Record, frozen=True, kw_only=True):
@@ -140,6 +196,7 @@ class ExecutionResult(Record, frozen=True, kw_only=True):
     reason: str | None = None
     field: str | None = None
     callback_url: str | None = None
+    judgement: Judgement | None = None
 
 
 class LogChunk(Record, frozen=True, kw_only=True):

@@ -6,23 +6,38 @@ import io
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pytest
 from fastavro.schema import fingerprint as fastavro_fingerprint
+from msgspec import structs
 
 from streams.codec import (
     MAGIC,
     BadMagic,
     Codec,
     SchemaSet,
+    SchemaVersion,
     TruncatedBody,
     UnknownFingerprint,
     crc64_avro,
     default_codec,
     load_version,
 )
-from streams.records import ALL_RECORDS, ExecutionRequest, RequestLimits
+from streams.records import (
+    ALL_RECORDS,
+    CaseVerdict,
+    Checker,
+    ExecutionEvent,
+    ExecutionRequest,
+    ExecutionResult,
+    JudgeCase,
+    Judgement,
+    RequestLimits,
+    RunOutcome,
+)
+from streams.states import State
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -74,7 +89,7 @@ def test_request_bytes_exactly() -> None:
     req = ExecutionRequest(
         id="r1", language="python", code="print(1)", created_at_ms=7, limits=RequestLimits(memory_mib=128)
     )
-    v2 = load_version(SCHEMAS / "ExecutionRequest.v2.avsc")
+    v3 = load_version(SCHEMAS / "ExecutionRequest.v3.avsc")
     body = (
         avro_string("r1")
         + avro_string("python")
@@ -96,9 +111,107 @@ def test_request_bytes_exactly() -> None:
         + zigzag(0)
         + zigzag(0)  # max_attempts null, trace_id null
         + zigzag(7)
+        + zigzag(0)  # tests: empty array (v3)
+        + zigzag(0)  # checker null (v3)
+        + b"\x00"  # stop_on_first_failure false (v3)
     )
-    assert req.encode() == v2.header + body
+    assert req.encode() == v3.header + body
     assert ExecutionRequest.decode(req.encode()) == req
+    # The v2 body is the v3 body without v3's three fields: a v2 writer's bytes read as v3 with defaults.
+    v2 = load_version(SCHEMAS / "ExecutionRequest.v2.avsc")
+    assert ExecutionRequest.decode(v2.header + body[:-3]) == req
+
+
+def _write(version: SchemaVersion, record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, version.parsed, record)
+    return version.header + out.getvalue()
+
+
+def _read_as(version: SchemaVersion, data: bytes) -> dict[str, Any]:
+    """What a reader whose newest schema is `version` reads (it has the writer's file, by fingerprint)."""
+    writer = default_codec().schemas.by_fingerprint[struct.unpack("<Q", data[2:10])[0]]
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer.parsed, version.parsed)
+    assert isinstance(record, dict)
+    return record
+
+
+JUDGED = ExecutionRequest(
+    id="j1",
+    language="c",
+    code="int main(){}",
+    created_at_ms=5,
+    tests=[JudgeCase(stdin="1 2\n", expected_stdout="3\n", wall_time_ms=500), JudgeCase(args=["x"])],
+    checker=Checker(kind="float", abs_tolerance=0.5),
+    stop_on_first_failure=True,
+)
+
+
+def test_a_judged_request_round_trips() -> None:
+    assert ExecutionRequest.decode(JUDGED.encode()) == JUDGED
+
+
+def test_an_old_reader_reads_a_judged_request_without_its_new_fields() -> None:
+    v2 = load_version(SCHEMAS / "ExecutionRequest.v2.avsc")
+    old = _read_as(v2, JUDGED.encode())
+    assert (old["id"], old["code"], old["created_at_ms"]) == ("j1", "int main(){}", 5)
+    assert "tests" not in old and "checker" not in old
+
+
+def test_an_old_writers_request_reads_as_unjudged() -> None:
+    v2 = load_version(SCHEMAS / "ExecutionRequest.v2.avsc")
+    fields = {k: v for k, v in JUDGED.to_avro().items() if k not in ("tests", "checker", "stop_on_first_failure")}
+    req = ExecutionRequest.decode(_write(v2, fields))
+    assert (req.tests, req.checker, req.stop_on_first_failure) == ([], None, False)
+
+
+def _judged_event() -> ExecutionEvent:
+    judgement = Judgement(
+        passed=1,
+        total=2,
+        first_failure=1,
+        checker="trailing_whitespace",
+        cases=[
+            CaseVerdict(index=0, verdict="ACCEPTED", state="SUCCEEDED", exit_code=0, run_ms=3, stdout=b"3\n"),
+            CaseVerdict(index=1, verdict="WRONG_ANSWER", state="SUCCEEDED", line=1, expected_line="3", actual_line="4"),
+        ],
+    )
+    return ExecutionEvent(
+        execution_id="j1",
+        seq=5,
+        state=State.FAILED,
+        at_ms=9,
+        attempt=1,
+        request=JUDGED.encode(),
+        outcome=RunOutcome(exit_code=0, stdout=b"4\n", judgement=judgement),
+    )
+
+
+def test_a_judged_event_and_result_round_trip_and_old_readers_skip_the_judgement() -> None:
+    event = _judged_event()
+    assert ExecutionEvent.decode(event.encode()) == event
+    old = _read_as(load_version(SCHEMAS / "ExecutionEvent.v1.avsc"), event.encode())
+    assert old["outcome"]["stdout"] == b"4\n" and "judgement" not in old["outcome"]
+    assert event.outcome is not None
+    result = ExecutionResult(
+        id="j1", language="c", state=State.FAILED, created_at_ms=1, finished_at_ms=9, judgement=event.outcome.judgement
+    )
+    assert ExecutionResult.decode(result.encode()) == result
+    old_result = _read_as(load_version(SCHEMAS / "ExecutionResult.v1.avsc"), result.encode())
+    assert old_result["state"] == "FAILED" and "judgement" not in old_result
+
+
+def test_old_events_and_results_read_with_no_judgement() -> None:
+    event = structs.replace(_judged_event(), outcome=RunOutcome(exit_code=0, stdout=b"x"))
+    v1 = load_version(SCHEMAS / "ExecutionEvent.v1.avsc")
+    fields = event.to_avro()
+    fields["outcome"] = {k: v for k, v in fields["outcome"].items() if k != "judgement"}
+    decoded = ExecutionEvent.decode(_write(v1, fields))
+    assert decoded.outcome is not None and decoded.outcome.judgement is None and decoded.outcome.stdout == b"x"
+    result = ExecutionResult(id="r", language="python", state=State.SUCCEEDED, created_at_ms=1, finished_at_ms=2)
+    r1 = load_version(SCHEMAS / "ExecutionResult.v1.avsc")
+    old = {k: v for k, v in result.to_avro().items() if k != "judgement"}
+    assert ExecutionResult.decode(_write(r1, old)) == result
 
 
 @pytest.mark.parametrize("record_type", ALL_RECORDS)
@@ -134,7 +247,7 @@ def test_old_version_is_read_by_the_current_reader() -> None:
     data = MAGIC + struct.pack("<Q", v1.fingerprint) + out.getvalue()
     req = ExecutionRequest.decode(data)
     assert req.id == "old" and req.files == {"f.txt": "data"} and req.limits.wall_time_ms == 1000
-    # Fields that v1 did not have take the v2 defaults.
+    # Fields that v1 did not have take the defaults of the newest version.
     assert (req.tenant, req.priority, req.max_attempts) == ("default", 0, None)
 
 
@@ -162,5 +275,8 @@ def test_truncated_header_and_body() -> None:
 
 def test_every_version_in_the_dir_is_loaded() -> None:
     names = {(v.name, v.version) for v in SchemaSet.from_dir(SCHEMAS).by_fingerprint.values()}
-    assert ("ExecutionRequest", 1) in names and ("ExecutionRequest", 2) in names
-    assert Codec(SchemaSet.from_dir(SCHEMAS)).schemas.current["ExecutionRequest"].version == 2
+    assert {("ExecutionRequest", 1), ("ExecutionRequest", 2), ("ExecutionRequest", 3)} <= names
+    assert {("ExecutionEvent", 1), ("ExecutionEvent", 2), ("ExecutionResult", 1), ("ExecutionResult", 2)} <= names
+    current = Codec(SchemaSet.from_dir(SCHEMAS)).schemas.current
+    assert (current["ExecutionRequest"].version, current["ExecutionEvent"].version) == (3, 2)
+    assert current["ExecutionResult"].version == 2
