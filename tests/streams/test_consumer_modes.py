@@ -50,7 +50,7 @@ async def test_the_webhook_dispatcher_reads_results_in_batches(monkeypatch: pyte
         await dispatcher.run()
     assert made == [
         {
-            "topics": ("unit.sandbox.results",),
+            "topics": (),  # subscribed afterwards, with its rebalance listener (8eb922b)
             "group_id": dispatcher.group_id,
             "from_beginning": True,
             "batch_wait_ms": kafka.IDLE_FETCH_MAX_WAIT_MS,
