@@ -71,15 +71,25 @@ async def admin(control_plane: ControlPlane) -> AsyncIterator[ApiKubeClient]:
     await client.close()
 
 
+@contextlib.asynccontextmanager
+async def fresh_namespace(client: ApiKubeClient, labels: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """A namespace of its own for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    metadata: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+    await client.request(
+        "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+    )
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(KubeApiError):
+            await client.request("DELETE", f"/api/v1/namespaces/{name}")
+
+
 @pytest.fixture
 async def namespace(admin: ApiKubeClient) -> AsyncIterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    await admin.request(
-        "POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    yield name
-    with contextlib.suppress(KubeApiError):
-        await admin.request("DELETE", f"/api/v1/namespaces/{name}")
+    async with fresh_namespace(admin) as name:
+        yield name
 
 
 @pytest.fixture
@@ -149,29 +159,18 @@ async def node_admin(local_cluster: LocalCluster) -> AsyncIterator[ApiKubeClient
 async def node_namespace(node_admin: ApiKubeClient) -> AsyncIterator[str]:
     """A fresh namespace on the real cluster, restricted as the sandbox namespace is, with the runs'
     ServiceAccount (no token mounted)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    await node_admin.request(
-        "POST",
-        "/api/v1/namespaces",
-        body={
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
-        },
-    )
-    await node_admin.request(
-        "POST",
-        f"/api/v1/namespaces/{name}/serviceaccounts",
-        body={
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": SERVICE_ACCOUNT},
-            "automountServiceAccountToken": False,
-        },
-    )
-    yield name
-    with contextlib.suppress(KubeApiError):
-        await node_admin.request("DELETE", f"/api/v1/namespaces/{name}")
+    async with fresh_namespace(node_admin, {"pod-security.kubernetes.io/enforce": "restricted"}) as name:
+        await node_admin.request(
+            "POST",
+            f"/api/v1/namespaces/{name}/serviceaccounts",
+            body={
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": SERVICE_ACCOUNT},
+                "automountServiceAccountToken": False,
+            },
+        )
+        yield name
 
 
 def node_config(cluster: LocalCluster, namespace: str, **overrides: Any) -> KubernetesConfig:
