@@ -45,6 +45,7 @@ def default_backend(settings: Settings) -> LocalBackend:
         uid_base=settings.sandbox_uid_base,
         state_dir=str(settings.sandbox_state_dir / str(settings.sandbox_uid_base)),
         runs_tmpfs_mib=settings.sandbox_runs_tmpfs_mib,
+        cgroup_favor_dynmods=settings.sandbox_cgroup_favor_dynmods,
         cgroup_prefix=f"aevatar-sandbox-{settings.sandbox_uid_base}",
         warm_pool=pool,
     )

@@ -147,12 +147,17 @@ def discover_host(mode: CgroupMode = "auto") -> CgroupLayout:
     return layout.only_v1() if mode == "v1" else layout
 
 
-def cgroup2_mounts_without_favordynmods(mountinfo: str) -> list[tuple[str, str]]:
-    """Pure: (mount point, remount options) of each cgroup2 hierarchy not mounted with `favordynmods`.
+@dataclass(frozen=True, slots=True)
+class Remount:
+    """One cgroup2 mount changed by `favor_dynmods`: what it had, and what it was given."""
 
-    The options keep the hierarchy's own (nsdelegate, memory_recursiveprot, ...): a cgroup2
-    remount resets every flag it is not given.
-    """
+    mount_point: str
+    original: str  # the hierarchy's own options before (rw/ro left out), e.g. "nsdelegate,memory_recursiveprot"
+    options: str  # the same with favordynmods added
+
+
+def cgroup2_options(mountinfo: str) -> list[tuple[str, str]]:
+    """Pure: (mount point, super options without rw/ro) of each cgroup2 mount, in mountinfo order."""
     out = []
     for line in mountinfo.splitlines():
         left, sep, right = line.partition(" - ")
@@ -161,29 +166,84 @@ def cgroup2_mounts_without_favordynmods(mountinfo: str) -> list[tuple[str, str]]
         lf, rf = left.split(), right.split()
         if len(lf) < 5 or len(rf) < 3 or rf[0] != "cgroup2":
             continue
-        options = [o for o in rf[2].split(",") if o not in ("rw", "ro")]
-        if "favordynmods" not in options:
-            out.append((lf[4], ",".join([*options, "favordynmods"])))
+        out.append((lf[4], ",".join(o for o in rf[2].split(",") if o not in ("rw", "ro"))))
     return out
 
 
-def favor_dynmods() -> list[str]:
-    """Remount each cgroup2 hierarchy with `favordynmods` (Linux 6.0+); the mount points changed.
+def favordynmods_remounts(mountinfo: str) -> list[Remount]:
+    """Pure: the remount each cgroup2 hierarchy not mounted with `favordynmods` needs.
 
-    Moving a process into a cgroup takes the kernel's global threadgroup lock for writing, which
-    waits for an RCU grace period (~10 ms here) unless that lock is kept in its slow-reader mode
-    (favordynmods). Every sandbox start moves a process into the run's cgroups, and while it waits
-    the cgroup mutex is held: every other cgroup write (a kill, a removal) and every fork on the
-    host waits too. favordynmods makes forks and exits slightly dearer in exchange (kernel docs,
-    admin-guide/cgroup-v2). Raises OSError when the kernel refuses (older than 6.0, no privilege).
+    The options keep the hierarchy's own (nsdelegate, memory_recursiveprot, ...): a cgroup2
+    remount resets every flag it is not given, so `original` is also what restores it.
     """
+    out = []
+    for mount_point, original in cgroup2_options(mountinfo):
+        options = [o for o in original.split(",") if o]
+        if "favordynmods" not in options:
+            out.append(Remount(mount_point, original, ",".join([*options, "favordynmods"])))
+    return out
+
+
+def _option_set(options: str) -> frozenset[str]:
+    return frozenset(o for o in options.split(",") if o)  # the kernel prints them in its own order
+
+
+def remount(target: str, options: str) -> None:
+    """Remount the cgroup2 hierarchy at `target` with exactly `options` (every other flag is reset)."""
+    if _LIBC.mount(b"none", target.encode(), None, MS_REMOUNT, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"remount {target} with {options!r}: {os.strerror(err)}")
+
+
+def _mountinfo() -> str:
     with open("/proc/self/mountinfo") as f:
-        targets = cgroup2_mounts_without_favordynmods(f.read())
-    for target, options in targets:
-        if _LIBC.mount(b"none", target.encode(), None, MS_REMOUNT, options.encode()) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"remount {target} with {options}: {os.strerror(err)}")
-    return [target for target, _ in targets]
+        return f.read()
+
+
+def favor_dynmods() -> list[Remount]:
+    """Remount each cgroup2 hierarchy with `favordynmods` (Linux 6.0+); what was changed, to restore.
+
+    A host-wide change, so opt-in (LocalBackendConfig.cgroup_favor_dynmods, off by default), and
+    undone by `restore_mounts` at the backend's close. Moving a process into a cgroup takes the
+    kernel's global threadgroup lock for writing, which waits for an RCU grace period unless that
+    lock is kept in its slow-reader mode (favordynmods). Every sandbox start moves a process into the
+    run's cgroups, and while it waits the cgroup mutex is held: every other cgroup write (a kill, a
+    removal) and every fork on the host waits too. favordynmods makes forks and exits slightly dearer
+    in exchange (kernel docs, admin-guide/cgroup-v2); bench/favordynmods.py measures both sides.
+    Raises OSError when the kernel refuses (older than 6.0, no privilege), after undoing its own.
+    """
+    done: list[Remount] = []
+    for change in favordynmods_remounts(_mountinfo()):
+        try:
+            remount(change.mount_point, change.options)
+        except OSError:
+            restore_mounts(done)
+            raise
+        done.append(change)
+    return done
+
+
+def restore_mounts(remounts: list[Remount]) -> list[str]:
+    """Give each remounted hierarchy its original options back; the mount points restored.
+
+    One whose options are no longer the ones `favor_dynmods` set (someone changed them since) is
+    left as it is. Raises OSError (after trying every one) when a remount is refused.
+    """
+    current = {point: _option_set(options) for point, options in cgroup2_options(_mountinfo())}
+    restored: list[str] = []
+    failed: list[OSError] = []
+    for change in remounts:
+        if current.get(change.mount_point) != _option_set(change.options):
+            continue
+        try:
+            remount(change.mount_point, change.original)
+        except OSError as exc:
+            failed.append(exc)
+        else:
+            restored.append(change.mount_point)
+    if failed:
+        raise failed[0]
+    return restored
 
 
 @dataclass(frozen=True, slots=True)

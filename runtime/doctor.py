@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime import sandbox_exec
-from runtime.cgroups import CgroupMode, cgroup2_mounts_without_favordynmods, discover_host
+from runtime.cgroups import CgroupMode, discover_host, favordynmods_remounts
 from runtime.reaper import reap_sync, set_subreaper
 
 NAMESPACES = ("user", "pid", "net", "ipc", "uts", "cgroup")
@@ -65,7 +65,7 @@ def render(report: DoctorReport) -> str:
     width = max(len(f.name) for f in report.features) if report.features else 10
     lines = ["Aevatar Sandbox — isolation features on this host", ""]
     for f in report.features:
-        mark = "ok     " if f.ok else "MISSING"
+        mark = "ok     " if f.ok else ("MISSING" if f.name in report.required else "off    ")
         need = "required" if f.name in report.required else "optional"
         lines.append(f"  {mark}  {f.name.ljust(width)}  {need:8}  {f.detail}")
     lines.append("")
@@ -114,7 +114,9 @@ def probe(
     uid: int = 61000,
     cgroup_mode: CgroupMode = "auto",
     required: frozenset[str] = DEFAULT_REQUIRED,
+    favordynmods_measured: str = "",
 ) -> DoctorReport:
+    """`favordynmods_measured`: the last measured benefit of the opt-in (bench/favordynmods.py), if any."""
     feats: list[Feature] = []
     is_root = os.geteuid() == 0
     set_subreaper()  # so that bubblewrap's orphaned probe inits come back to us to be reaped
@@ -180,20 +182,26 @@ def probe(
             kill = ""
         feats.append(Feature("cgroup.kill", bool(kill), kill or "no cgroup.kill and no v1 freezer"))
         if layout.v2_dir is not None:
-            feats.append(_probe_favordynmods())
+            feats.append(_probe_favordynmods(favordynmods_measured))
     feats.append(_probe_seccomp(path if bwrap_ok else None, uid))
     feats.append(_probe_sandbox_exec())
     return DoctorReport(tuple(feats), required)
 
 
-def _probe_favordynmods() -> Feature:
-    """Speed, not isolation: without it every sandbox start holds the cgroup mutex for an RCU grace period."""
+def _probe_favordynmods(measured: str) -> Feature:
+    """Speed, not isolation, and opt-in: a host-wide remount the backend makes only when asked."""
     with open("/proc/self/mountinfo") as f:
-        missing = cgroup2_mounts_without_favordynmods(f.read())
+        missing = favordynmods_remounts(f.read())
+    benefit = measured or "benefit not measured on this host: python -m bench.favordynmods"
     if not missing:
-        return Feature("cgroup.favordynmods", True, "cgroup2 mounted with favordynmods: fast cgroup moves")
-    where = ", ".join(target for target, _ in missing)
-    return Feature("cgroup.favordynmods", False, f"{where} lacks it; the local backend remounts it at start (as root)")
+        return Feature("cgroup.favordynmods", True, f"cgroup2 mounted with favordynmods: fast cgroup moves; {benefit}")
+    where = ", ".join(m.mount_point for m in missing)
+    return Feature(
+        "cgroup.favordynmods",
+        False,
+        f"{where} without it, left so by default; AEVATAR_SANDBOX_CGROUP_FAVOR_DYNMODS=1 remounts it at the"
+        f" executor's start and restores it at close; {benefit}",
+    )
 
 
 def _probe_sandbox_exec() -> Feature:

@@ -29,7 +29,7 @@ from core.filenames import Reserved
 from runtime import sandbox_exec
 from runtime.bwrap import SandboxSpec, build_argv
 from runtime.capture import Capture, Stream
-from runtime.cgroups import CgroupLayout, CgroupMode, RunCgroup, discover_host, favor_dynmods
+from runtime.cgroups import CgroupLayout, CgroupMode, Remount, RunCgroup, discover_host, favor_dynmods, restore_mounts
 from runtime.compile_cache import Artifact, ArtifactError, CacheLimits, CompileCache, cache_key, check_artifacts
 from runtime.doctor import DEFAULT_REQUIRED, DoctorReport, probe
 from runtime.errors import (
@@ -70,9 +70,11 @@ class LocalBackendConfig:
     max_slots: int = 32
     cgroup_prefix: str = "aevatar-sandbox"
     cgroup_mode: CgroupMode = "auto"  # "v1" ignores the unified hierarchy (for tests and old hosts)
-    # Remount cgroup2 with favordynmods (runtime/cgroups.py: favor_dynmods) so that moving a sandbox
-    # into its cgroups does not wait ~10 ms for an RCU grace period holding the cgroup mutex.
-    cgroup_favor_dynmods: bool = True
+    # Opt-in, a host-wide change: remount every cgroup2 hierarchy with favordynmods at start
+    # (runtime/cgroups.py: favor_dynmods) so that moving a sandbox into its cgroups does not wait for
+    # an RCU grace period holding the cgroup mutex; close() gives each its original options back.
+    # AEVATAR_SANDBOX_CGROUP_FAVOR_DYNMODS=1 for the executor; `python -m bench.favordynmods` measures it.
+    cgroup_favor_dynmods: bool = False
     # close() waits this long for the runs it killed to be reaped, then forces the clean-up.
     close_timeout_s: float = 10.0
     bwrap_path: str = "/usr/bin/bwrap"
@@ -324,6 +326,7 @@ class LocalBackend:
         self._pool: WarmPool[_Warm] | None = None
         self._helper: str | None = None
         self._init: str | None = None  # the sandbox-exec binary run as each sandbox's pid 1
+        self._remounted: list[Remount] = []  # what favor_dynmods changed: restored at close
 
     # -- readiness ------------------------------------------------------------------------------
     async def check(self) -> DoctorReport:
@@ -340,14 +343,14 @@ class LocalBackend:
                     self.config.require_features,
                 )
                 self._layout = discover_host(self.config.cgroup_mode)
-                if self.config.cgroup_favor_dynmods and self._layout.v2_dir is not None:
+                if self.config.cgroup_favor_dynmods and self._layout.v2_dir is not None and not self._closed:
                     try:
-                        changed = favor_dynmods()
+                        self._remounted = favor_dynmods()
                     except OSError as exc:
                         log.warning("cgroup_favordynmods_unavailable", error=str(exc))
                     else:
-                        if changed:
-                            log.info("cgroup_favordynmods_set", mounts=changed)
+                        if self._remounted:
+                            log.info("cgroup_favordynmods_set", mounts=[r.mount_point for r in self._remounted])
                 self._bpf = compile_bpf() if report.feature_ok("seccomp") else None
                 self._slots = asyncio.Queue()
                 for i in range(self.config.max_slots):
@@ -480,6 +483,14 @@ class LocalBackend:
             self._runs_mounted = False
         if self._layout is not None:
             await asyncio.to_thread(_remove_prefix, self._layout, self.config.cgroup_prefix)
+        if self._remounted:
+            remounted, self._remounted = self._remounted, []
+            try:
+                restored = restore_mounts(remounted)
+            except OSError as exc:
+                log.error("cgroup_favordynmods_not_restored", error=str(exc))
+            else:
+                log.info("cgroup_favordynmods_restored", mounts=restored)
 
     # -- internals ------------------------------------------------------------------------------
     async def _toolchain(self, lang: Language, slot: int | None) -> _Probe:

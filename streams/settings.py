@@ -108,6 +108,9 @@ class Settings:
     # The local backend's runs/ (each run's directories, the request's files) on a tmpfs of at most
     # this size while an executor is up; 0 keeps it on the state dir's disk (runtime/workspace.py).
     sandbox_runs_tmpfs_mib: int = 512
+    # Opt-in, host-wide: the local backend remounts every cgroup2 hierarchy with favordynmods at start
+    # and restores the original options at close (runtime/cgroups.py; `python -m bench.favordynmods`).
+    sandbox_cgroup_favor_dynmods: bool = False
     sandbox_backend: str = "local"  # "local" (bubblewrap on this host) or "kubernetes" (a Job per run)
     k8s_namespace: str = "aevatar-sandbox"
     k8s_runtime_class: str = ""  # e.g. "gvisor"; empty: the cluster default

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from runtime.bwrap import NAMESPACE_FLAGS, SandboxSpec, build_argv
 from runtime.capture import Capture
-from runtime.cgroups import CgroupLayout, RunCgroup, cgroup2_mounts_without_favordynmods, discover, parse_flat_keyed
+from runtime.cgroups import (
+    CgroupLayout,
+    Remount,
+    RunCgroup,
+    cgroup2_options,
+    discover,
+    favordynmods_remounts,
+    parse_flat_keyed,
+)
 from runtime.doctor import DoctorReport, Feature, render
 from runtime.errors import InvalidRequest
 from runtime.languages import LANGUAGES, get
@@ -267,9 +275,19 @@ def test_favordynmods_remount_keeps_the_hierarchys_own_options() -> None:
         "43 31 0:40 / /other rw - cgroup2 cgroup2 rw,favordynmods\n"
         "not a mountinfo line\n"
     )
-    assert cgroup2_mounts_without_favordynmods(mountinfo) == [
-        ("/sys/fs/cgroup/unified", "nsdelegate,memory_recursiveprot,favordynmods")
+    assert favordynmods_remounts(mountinfo) == [
+        Remount(
+            "/sys/fs/cgroup/unified",
+            "nsdelegate,memory_recursiveprot",
+            "nsdelegate,memory_recursiveprot,favordynmods",
+        )
     ]
+    # What a restore gives back: the options as they were, rw/ro left out (a remount keeps those).
+    assert cgroup2_options(mountinfo) == [
+        ("/sys/fs/cgroup/unified", "nsdelegate,memory_recursiveprot"),
+        ("/other", "favordynmods"),
+    ]
+    assert favordynmods_remounts("41 31 0:38 / /u rw - cgroup2 cgroup2 rw\n") == [Remount("/u", "", "favordynmods")]
 
 
 def test_socket_is_allowed_for_unix_ip_and_route_netlink_only() -> None:

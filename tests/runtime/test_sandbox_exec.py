@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from runtime import sandbox_exec
-from runtime.cgroups import cgroup2_mounts_without_favordynmods
 from runtime.local import LocalBackend
 from streams.states import State
 from tests.runtime.conftest import SMALL, Runner, make_config
@@ -106,15 +105,6 @@ async def test_without_the_helper_the_preexec_path_still_isolates() -> None:
         assert backend._helper is None
     finally:
         await backend.close()
-
-
-def test_the_backend_mounts_cgroup2_with_favordynmods(backend: LocalBackend) -> None:
-    """Moving each sandbox into its cgroups must not wait for an RCU grace period (~10 ms, cgroup mutex held)."""
-    assert backend._layout is not None
-    if backend._layout.v2_dir is None:
-        pytest.skip("no cgroup2 hierarchy on this host")
-    with open("/proc/self/mountinfo") as f:
-        assert cgroup2_mounts_without_favordynmods(f.read()) == []
 
 
 def test_a_helper_that_does_not_run_is_not_used(tmp_path: Path) -> None:
