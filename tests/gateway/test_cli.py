@@ -24,8 +24,10 @@ async def _cli(env: dict[str, str], *args: str, cwd: Path) -> tuple[int, str, st
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    code = process.returncode
+    # communicate() returned, so the CLI has exited: it must have exited by itself, not died of a signal.
+    assert code is not None and code >= 0, f"the CLI died of signal {-(code or 0)}: {err.decode()[-2000:]}"
+    return code, out.decode(), err.decode()
 
 
 async def test_run_says_in_one_line_when_no_gateway_runs(tmp_path: Path) -> None:

@@ -109,8 +109,10 @@ async def _cli(url: str, *args: str, cwd: Path) -> tuple[int, str, str]:
         str(exe), *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    code = process.returncode
+    # communicate() returned, so the CLI has exited: it must have exited by itself, not died of a signal.
+    assert code is not None and code >= 0, f"the CLI died of signal {-(code or 0)}: {err.decode()[-2000:]}"
+    return code, out.decode(), err.decode()
 
 
 async def test_cli_run_prints_output_and_exits_with_the_program_code(pipeline: Settings, tmp_path: Path) -> None:

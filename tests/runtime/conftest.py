@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from runtime.cgroups import discover_host
 from runtime.local import LocalBackend, LocalBackendConfig
 from runtime.types import Limits, Outcome, OutputChunk, RunRequest
 
@@ -46,13 +47,61 @@ def config() -> LocalBackendConfig:
     return make_config()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_at_the_end() -> Iterator[None]:
+    """At the session's end (torn down last: set up first), nothing of any run of this session remains.
+
+    Whatever tests ran and in whatever order: no sandbox process of this session (one of the runtime
+    suite's uids that descends from this process, the subreaper its orphans come back to), no
+    directory of the session's cgroup prefix in any hierarchy, no mount of its state dir.
+    """
+    yield
+    deadline = time.monotonic() + 5
+    while own_sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert own_sandbox_processes() == [], "a sandbox process survived the session"
+    assert prefix_dirs(CGROUP_PREFIX) == [], "the session's cgroups remain"
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if STATE_DIR in line] == [], "a mount of the session's state dir remains"
+    for sub in ("runs", "art"):  # a backend of a test's own may share the state dir: nothing of a run in it
+        path = os.path.join(STATE_DIR, sub)
+        assert not os.path.isdir(path) or os.listdir(path) == [], f"{path} still holds a run's files"
+
+
 @pytest.fixture(scope="session")
 async def backend(config: LocalBackendConfig) -> AsyncIterator[LocalBackend]:
     b = LocalBackend(config)
     await b.check()
     yield b
-    await b.close()
-    remove_state_dir(STATE_DIR)  # the session's own
+    try:
+        await assert_no_run_remains(b)  # while it is still up: each run cleans up after itself
+    finally:
+        await b.close()
+    remove_state_dir(STATE_DIR)  # the session's own; fails if anything of a run is left in it
+
+
+async def assert_no_run_remains(b: LocalBackend) -> None:
+    """After the session's last run, with the backend still up: no run's process, cgroup, mount or directory."""
+    outcome = await b.run(RunRequest(next_id("last"), "python", "print(1)"))
+    assert outcome.stdout == b"1\n", outcome
+    deadline = time.monotonic() + 2
+    while own_sandbox_processes() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert own_sandbox_processes() == [], "a sandbox process survived its run"
+    runs = [d for d in prefix_dirs(CGROUP_PREFIX) for sub in os.listdir(d) if os.path.isdir(os.path.join(d, sub))]
+    assert runs == [], "run cgroups remain"
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if STATE_DIR in line] == [], "a run's tmpfs is still mounted"
+    assert os.listdir(os.path.join(STATE_DIR, "runs")) == [], "a run's directory remains"
+    art = os.path.join(STATE_DIR, "art")
+    assert not os.path.isdir(art) or os.listdir(art) == [], "a compiled run's artifacts remain"
+
+
+def prefix_dirs(prefix: str) -> list[str]:
+    """The directories named `prefix` in every cgroup hierarchy this process sees."""
+    layout = discover_host()
+    bases = [b for b in [layout.v2_dir, *layout.v1_dirs.values()] if b is not None]
+    return sorted({os.path.join(b, prefix) for b in bases if os.path.isdir(os.path.join(b, prefix))})
 
 
 def remove_state_dir(state_dir: str) -> None:
@@ -130,6 +179,25 @@ class Heartbeat:
 @pytest.fixture
 def heartbeat() -> Iterator[Heartbeat]:
     yield Heartbeat()
+
+
+def own_sandbox_processes() -> list[int]:
+    """Processes of the runtime suite's sandbox uids (61000-61099, 62500-62799) that
+    descend from this process: this session's, not a concurrent session's on the same uids."""
+    me = os.getpid()
+    found = []
+    for pid in [*sandbox_uid_processes(UID_BASE, 100), *sandbox_uid_processes(62500, 300)]:
+        ancestor = pid
+        while ancestor > 1:
+            try:
+                with open(f"/proc/{ancestor}/stat") as f:
+                    ancestor = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                break
+            if ancestor == me:
+                found.append(pid)
+                break
+    return sorted(found)
 
 
 def sandbox_uid_processes(uid_base: int = UID_BASE, slots: int = MAX_SLOTS) -> list[int]:

@@ -56,6 +56,19 @@ MEMORY_BOMB = src("""
 """)
 
 
+async def assert_the_loop_kept_ticking(heartbeat: Heartbeat, elapsed_s: float) -> None:
+    """The supervisor's event loop went on while the bomb ran: against a heartbeat over a plain
+    `asyncio.sleep` of the same length right after, in the same process under the same load, at
+    least a third of its ticks and no stall longer than half a second or three times its own."""
+    baseline = Heartbeat(interval_s=heartbeat.interval_s)
+    beat = asyncio.ensure_future(baseline.beat())
+    await asyncio.sleep(elapsed_s)
+    baseline.stop()
+    await beat
+    assert len(heartbeat.ticks) >= len(baseline.ticks) / 3, (len(heartbeat.ticks), len(baseline.ticks))
+    assert heartbeat.max_gap_s < max(0.5, 3 * baseline.max_gap_s), (heartbeat.max_gap_s, baseline.max_gap_s)
+
+
 async def test_fork_bomb_is_contained_and_heartbeat_keeps_ticking(run: Runner, heartbeat: Heartbeat) -> None:
     beat = asyncio.ensure_future(heartbeat.beat())
     t0 = time.monotonic()
@@ -64,9 +77,7 @@ async def test_fork_bomb_is_contained_and_heartbeat_keeps_ticking(run: Runner, h
     heartbeat.stop()
     await beat
     assert outcome.state is State.LIMIT_EXCEEDED and outcome.limit is Limit.PROCESSES
-    # Generous: at least a third of the ideal tick count, and no stall longer than half a second.
-    assert len(heartbeat.ticks) >= elapsed / heartbeat.interval_s / 3
-    assert heartbeat.max_gap_s < 0.5
+    await assert_the_loop_kept_ticking(heartbeat, elapsed)
     after = await run("print('still fine')")
     assert after.state is State.SUCCEEDED and after.stdout == b"still fine\n"
 
@@ -81,8 +92,8 @@ async def test_memory_bomb_touching_pages_and_heartbeat(run: Runner, heartbeat: 
     assert outcome.state is State.LIMIT_EXCEEDED and outcome.limit is Limit.MEMORY
     assert outcome.signal == signal.SIGKILL
     assert outcome.memory_peak_kib >= 60 * 1024
-    assert len(heartbeat.ticks) >= max(3, elapsed / heartbeat.interval_s / 3)
-    assert heartbeat.max_gap_s < 0.5
+    assert len(heartbeat.ticks) >= 3
+    await assert_the_loop_kept_ticking(heartbeat, elapsed)
     after = await run("print(sum(range(10)))")
     assert after.state is State.SUCCEEDED and after.stdout == b"45\n"
 
@@ -99,10 +110,14 @@ async def test_thread_bomb(run: Runner) -> None:
 
 
 async def test_cpu_spin_one_thread(run: Runner) -> None:
-    outcome = await run("while True: pass", cpu_time_ms=500, wall_time_ms=3000)
+    # The wall limit is far off, so that only the CPU limit can end it even on a loaded machine; how
+    # soon after the limit the kill lands is measured in bench/limits.py.
+    outcome = await run("while True: pass", cpu_time_ms=500, wall_time_ms=20_000)
     assert outcome.state is State.LIMIT_EXCEEDED and outcome.limit is Limit.CPU_TIME
-    assert 500 <= outcome.cpu_time_ms < 1500
-    assert outcome.run_ms < 2500
+    assert outcome.cpu_time_ms >= 500  # it ran to its limit
+    assert outcome.run_ms < 20_000  # and was stopped there, not by the wall limit
+    # The cgroup's CPU bandwidth (1 core) holds too: never more CPU than wall time, plus one 100 ms period.
+    assert outcome.cpu_time_ms <= outcome.run_ms + 100
 
 
 async def test_cpu_spin_many_threads_in_many_processes(run: Runner) -> None:
@@ -116,23 +131,27 @@ async def test_cpu_spin_many_threads_in_many_processes(run: Runner) -> None:
             threading.Thread(target=spin).start()
         spin()
     """)
-    outcome = await run(code, cpu_time_ms=600, wall_time_ms=3000)
+    outcome = await run(code, cpu_time_ms=600, wall_time_ms=20_000)
     assert outcome.state is State.LIMIT_EXCEEDED and outcome.limit is Limit.CPU_TIME
     assert outcome.cpu_time_ms >= 600
+    # 32 spinning threads share the run's one core of CPU bandwidth: never more CPU than wall time (+ a period).
+    assert outcome.cpu_time_ms <= outcome.run_ms + 100
 
 
 async def test_sleep_past_wall_limit(run: Runner) -> None:
-    outcome = await run("import time; time.sleep(30)", wall_time_ms=700)
+    outcome = await run("import time; time.sleep(120)", wall_time_ms=700)
     assert outcome.state is State.LIMIT_EXCEEDED and outcome.limit is Limit.WALL_TIME
-    assert 700 <= outcome.run_ms < 2000
-    assert outcome.cpu_time_ms < 500
+    # Killed at its limit, long before its own sleep would end (the kill's latency: bench/limits.py).
+    assert 700 <= outcome.run_ms < 60_000
+    assert outcome.cpu_time_ms < 500  # asleep: the wall limit, not the CPU limit (1000 ms), ended it
 
 
 async def test_blocking_on_stdin_gets_eof_not_a_hang(run: Runner) -> None:
-    outcome = await run("import sys\ndata = sys.stdin.buffer.read()\nprint(len(data))\ninput()")
-    assert outcome.state is State.FAILED and outcome.exit_code == 1
+    code = "import sys\ndata = sys.stdin.buffer.read()\nprint(len(data))\ninput()"
+    outcome = await run(code, wall_time_ms=30_000)
+    # Ended by itself at EOF (FAILED, no limit), not by the wall limit a hang would run into.
+    assert outcome.state is State.FAILED and outcome.exit_code == 1 and outcome.limit is None
     assert outcome.stdout == b"0\n" and b"EOFError" in outcome.stderr
-    assert outcome.run_ms < 1500
 
 
 # -- surviving the run ----------------------------------------------------------------------------
@@ -143,14 +162,15 @@ async def test_double_forked_orphan_does_not_outlive_the_run(run: Runner) -> Non
         import os, time
         if os.fork() == 0:
             if os.fork() == 0:
-                time.sleep(30)
+                time.sleep(600)
             os._exit(0)
         os.wait()
         print("parent done", flush=True)
     """)
-    outcome = await run(code)
-    assert outcome.state is State.SUCCEEDED and outcome.stdout == b"parent done\n"
-    assert outcome.run_ms < 1500
+    # The run ends with its main process (SUCCEEDED, no limit): it does not wait for the orphan,
+    # which would take it to the wall limit.
+    outcome = await run(code, wall_time_ms=30_000)
+    assert outcome.state is State.SUCCEEDED and outcome.stdout == b"parent done\n" and outcome.limit is None
     assert sandbox_uid_processes() == []
 
 
@@ -476,9 +496,8 @@ async def test_planted_symlink_fifo_and_hardlink_are_never_followed(run: Runner,
                     print("kept", e.errno)
         print("planted")
     """)
-    t0 = time.monotonic()
-    outcome = await run(code)
-    assert time.monotonic() - t0 < 3  # no hang on the FIFO
+    async with asyncio.timeout(120):  # a hang on the FIFO (in the backend, not the program) fails here
+        outcome = await run(code)
     assert outcome.state is State.SUCCEEDED, outcome.stderr
     assert b"REPLACED" not in outcome.stdout and outcome.stdout.endswith(b"planted\n")
     with open(canary) as f:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime.bwrap import INIT_PATH
 from runtime.local import LocalBackend
 from runtime.outcome import Evidence, KillReason, classify, decode_wait_status
 from runtime.types import Outcome
@@ -102,8 +103,11 @@ async def test_a_real_setup_failure_is_still_an_error() -> None:
     assert outcome.error is not None and "sandbox setup failed" in outcome.error
 
 
-def test_the_default_backend_runs_programs_under_its_init(backend: LocalBackend) -> None:
-    assert backend._init is not None
+async def test_the_default_backend_runs_programs_under_its_init(run: Runner) -> None:
+    # The sandbox's pid 1 is the helper's `--init`, bound read-only at INIT_PATH, with the program its child.
+    outcome = await run("import os\nprint(open('/proc/1/cmdline', 'rb').read().split(b'\\0')[:2], os.getppid())")
+    assert outcome.state is State.SUCCEEDED, outcome
+    assert outcome.stdout == f"{[INIT_PATH.encode(), b'--init']} 1\n".encode()
 
 
 # -- the pure decoding --------------------------------------------------------------------------

@@ -89,6 +89,8 @@ async def test_close_is_bounded_when_a_run_cannot_be_reaped() -> None:
             await ready.wait()
         monitor = backend._running[execution_id].monitor_pid
         assert monitor is not None
+        with open(f"/proc/{monitor}/comm") as f:
+            assert f.read() == "bwrap\n"  # the run's bubblewrap monitor, our child, is what gets stopped
         os.kill(monitor, signal.SIGSTOP)  # the monitor can neither reap the sandbox nor exit
         async with asyncio.timeout(30):  # unbounded before: close waited for this run forever
             await backend.close()
