@@ -7,7 +7,7 @@ step, scripts/install.d/20-toolchains.sh, installs them all).
 
 from __future__ import annotations
 
-import time
+import asyncio
 import uuid
 
 import pytest
@@ -247,11 +247,10 @@ def test_every_language_has_a_hostile_case() -> None:
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 async def test_hostile_program_is_contained_with_the_right_limit(run: Runner, name: str) -> None:
     code, limit, limits = HOSTILE[name]
-    started = time.monotonic()
-    outcome = await run(code, language=name, **limits)
+    async with asyncio.timeout(600):  # a hang, not a slow compile on a loaded machine, fails here
+        outcome = await run(code, language=name, **limits)
     assert outcome.state is State.LIMIT_EXCEEDED, (outcome, outcome.compile_output)
     assert outcome.limit is limit
-    assert time.monotonic() - started < 60
 
 
 async def test_c_cannot_write_outside_tmp(run: Runner) -> None:
