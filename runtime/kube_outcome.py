@@ -211,6 +211,10 @@ def program_end(end: ContainerEnd) -> Decision:
     """The verdict of a run container that terminated by itself."""
     exit_code, sig = exit_status(end)
     if end.reason == OOM_REASON:
+        # The OOM killer sends SIGKILL. Under gVisor it kills the whole sandbox, whose exit status is
+        # then unknown: the runtime reports exit 128 (no signal), which is no exit of the program's.
+        if sig is None and exit_code == 128:
+            exit_code, sig = None, _signal.SIGKILL
         return Decision(State.LIMIT_EXCEEDED, Limit.MEMORY, exit_code, sig)
     if exit_code == 0:
         return Decision(State.SUCCEEDED, None, 0, None)

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # Everything the local single-node Kubernetes cluster needs (`make up-kubernetes`, and the
 # Kubernetes tests in `make test`), and nothing twice; `make up` does not need it:
-# - Debian packages: containerd, runc, the CNI plugins, umoci, debootstrap, ebtables, curl, openssl;
+# - Debian packages: runc, the CNI plugins, umoci, debootstrap, ebtables, curl, openssl;
 # - Kubernetes v1.36 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
 #   kubectl) built from Go modules into ~/.cache/aevatar-sandbox/k8s/<version>/bin
 #   (scripts/k8s-control-plane.sh; cold: about 12-15 minutes on 2 cores);
-# - the runner and pause images (scripts/k8s-images.sh; cold: about 1 minute).
+# - the runner and pause images (scripts/k8s-images.sh; cold: about 1 minute);
+# - containerd 2.4 and gVisor (runsc, containerd-shim-runsc-v1) built from Go modules into
+#   ~/.cache/aevatar-sandbox/k8s/gvisor/ (scripts/k8s-gvisor.sh; cold: see README, Kubernetes).
 # A part that fails says why; the Kubernetes tests then FAIL and print the reason.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 step() { echo "install-kubernetes: [$1] $2 (+$(($(date +%s) - started))s)"; }
 
-packages=(containerd runc containernetworking-plugins umoci debootstrap ebtables curl openssl iproute2)
+packages=(runc containernetworking-plugins umoci debootstrap ebtables curl openssl iproute2)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    step 1/3 "apt-get install ${missing[*]}"
+    step 1/4 "apt-get install ${missing[*]}"
     apt-get update -qq || true
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
       echo "install-kubernetes: apt-get install ${missing[*]} failed" >&2
@@ -27,12 +29,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-kubernetes: as root: apt-get install ${missing[*]}" >&2
   fi
 else
-  step 1/3 "Debian packages present"
+  step 1/4 "Debian packages present"
 fi
-step 2/3 "Kubernetes binaries (cached after the first build)"
+step 2/4 "Kubernetes binaries (cached after the first build)"
 bash scripts/k8s-control-plane.sh ||
   echo "install-kubernetes: the Kubernetes binaries could not be built: tests/kubernetes will fail and say why" >&2
-step 3/3 "runner and pause images (cached by content)"
+step 3/4 "runner and pause images (cached by content)"
 bash scripts/k8s-images.sh ||
   echo "install-kubernetes: the images could not be built: the real-node tests will fail and say why" >&2
+step 4/4 "containerd 2 and gVisor (runsc) for the node (cached after the first build)"
+bash scripts/k8s-gvisor.sh ||
+  echo "install-kubernetes: containerd 2 and gVisor could not be built: the real-node tests will fail and say why" >&2
 step done "ready"

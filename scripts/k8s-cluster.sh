@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local single-node Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, containerd (Debian's, with runc, through the CRI) and a real kubelet, all on
-# loopback, with the images of scripts/k8s-images.sh imported. `make up-kubernetes` and the
+# kube-scheduler, containerd 2 (scripts/k8s-gvisor.sh, through the CRI) with runc (the default)
+# and gVisor's runsc (RuntimeClass gvisor, as deploy/components/gvisor registers it) and a real
+# kubelet, all on loopback, with the images of scripts/k8s-images.sh imported. `make up-kubernetes` and the
 # Kubernetes tests (tests/kubernetes/) use it; one runs per machine (the node is named localhost).
 #
 #   scripts/k8s-cluster.sh start     start what is not running, wait for the node to be Ready,
@@ -16,10 +17,11 @@
 # Facts this rests on (notes/kubernetes-node.md, measured on this machine kind):
 # - the kubelet refuses a loopback node IP, so the node is named localhost and the apiserver
 #   prefers the Hostname address (it dials localhost:10250);
-# - containerd 1.6's CRI needs eth0 with an IP, so pods get a bridge with host-local addresses and
+# - containerd's CRI needs eth0 with an IP, so pods get a bridge with host-local addresses and
 #   no gateway, no route, no masquerade: nothing to reach. The bridge has no host address, and an
 #   ebtables rule drops frames between its ports, so pods cannot reach each other either;
-# - root here lacks CAP_SYS_RESOURCE: containerd needs restrict_oom_score_adj = true;
+# - root here lacks CAP_SYS_RESOURCE: containerd needs restrict_oom_score_adj = true, runs at
+#   oom_score_adj 0, and gVisor's shim is built to set 0 rather than -999 (scripts/k8s-gvisor.sh);
 # - the node-lifecycle controller must run to lift the node's not-ready taint;
 # - cgroup v1 memory, cpu and pids: failCgroupV1 false, cgroupDriver cgroupfs.
 set -euo pipefail
@@ -41,6 +43,7 @@ COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler container
 say() { echo "k8s-cluster: $*" >&2; }
 
 bin_dir() { bash "$REPO/scripts/k8s-control-plane.sh" --print-bin-dir; }
+gvisor_bin_dir() { bash "$REPO/scripts/k8s-gvisor.sh" --print-bin-dir; }
 images_env() { echo "$(bash "$REPO/scripts/k8s-images.sh" --print-dir)/images.env"; }
 
 pid_of() { # the running pid of a component started here, or nothing
@@ -127,34 +130,10 @@ contexts:
 current-context: aevatar-local
 EOF
   )
-  cat >"$STATE/containerd/config.toml" <<EOF
-version = 2
-root = "$STATE/containerd/root"
-state = "$STATE/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-
-[grpc]
-  address = "$CONTAINERD_SOCK"
-
-[ttrpc]
-  address = "$STATE/containerd/containerd.sock.ttrpc"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$pause_image"
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$STATE/cni/net.d"
-EOF
+  # containerd 2 (built by scripts/k8s-gvisor.sh) with CRI runtimes runc (the default) and runsc.
+  bash "$REPO/scripts/k8s-gvisor.sh" --print-containerd-config "$STATE/containerd" "$pause_image" "$STATE/cni/net.d" \
+    >"$STATE/containerd/config.toml"
+  bash "$REPO/scripts/k8s-gvisor.sh" --write-runsc-config "$STATE/containerd" >/dev/null
   cat >"$STATE/cni/net.d/10-aevatar.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
@@ -202,10 +181,12 @@ EOF
 }
 
 start() {
-  local bins
+  local bins gvisor_bin
   bash "$REPO/scripts/k8s-control-plane.sh"
   bash "$REPO/scripts/k8s-images.sh"
+  bash "$REPO/scripts/k8s-gvisor.sh"
   bins=$(bin_dir)
+  gvisor_bin=$(gvisor_bin_dir)
   # shellcheck source=/dev/null
   . "$(images_env)"
   if node_ready; then
@@ -214,12 +195,17 @@ start() {
     echo "$KUBECONFIG_FILE"
     return 0
   fi
-  for tool in containerd runc curl openssl ebtables; do
-    command -v "$tool" >/dev/null 2>&1 || { say "missing $tool (apt-get install containerd runc containernetworking-plugins curl openssl ebtables)"; return 2; }
+  for tool in runc curl openssl ebtables; do
+    command -v "$tool" >/dev/null 2>&1 || { say "missing $tool (apt-get install runc containernetworking-plugins curl openssl ebtables)"; return 2; }
   done
   [ -x /usr/lib/cni/bridge ] || { say "missing /usr/lib/cni/bridge (apt-get install containernetworking-plugins)"; return 2; }
   # A cluster killed without `stop` (a session's end, kill -9) left its pods' mounts and cgroups.
-  if ! any_running; then clean_host; fi
+  if ! any_running; then
+    clean_host
+    # The store of Debian's containerd 1.6 (config version 2), from before containerd 2: dropped,
+    # the images are imported again below.
+    if grep -qx 'version = 2' "$STATE/containerd/config.toml" 2>/dev/null; then rm -rf "$STATE/containerd"; fi
+  fi
   write_configs "$PAUSE_IMAGE"
   local t0
   t0=$(date +%s)
@@ -243,7 +229,11 @@ start() {
     --concurrent-job-syncs=5 --v=1
   spawn kube-scheduler "$bins/kube-scheduler" --kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port=0 --v=1
-  spawn containerd containerd --config "$STATE/containerd/config.toml"
+  # containerd 2 from scripts/k8s-gvisor.sh's bin dir, first on its PATH (the shims are looked up
+  # there), at oom_score_adj 0: the shims derive theirs from it and may not go below 0 here.
+  spawn containerd env PATH="$gvisor_bin:$PATH" bash -c \
+    'echo 0 >/proc/self/oom_score_adj 2>/dev/null || true; exec "$0" "$@"' \
+    "$gvisor_bin/containerd" --config "$STATE/containerd/config.toml"
   wait_for "containerd" 30 containerd_ready_or_dead
   import_images
   # Pods may not reach each other over the bridge (it is their only interface).
@@ -268,6 +258,8 @@ metadata:
   namespace: aevatar-sandbox
 automountServiceAccountToken: false
 EOF
+  # gVisor: the RuntimeClass of the production-gvisor overlay (name gvisor, handler runsc, its overhead).
+  kubectl_ apply -f "$REPO/deploy/components/gvisor/runtimeclass.yaml" >/dev/null
   say "node localhost Ready after $(($(date +%s) - t0))s; kubectl --kubeconfig $KUBECONFIG_FILE get pods -A"
   echo "$KUBECONFIG_FILE"
 }
@@ -278,7 +270,7 @@ node_ready_or_dead() {
   check_alive etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet || exit 1
   node_ready
 }
-ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+ctr_() { "$(gvisor_bin_dir)/ctr" --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 import_images() {
   import_image "$RUNNER_IMAGE" "$(dirname "$(images_env)")/runner.tar"
@@ -289,7 +281,13 @@ import_image() { # name tar
   if ctr_ images ls -q 2>/dev/null | grep -qx "$1"; then return 0; fi
   local base=${1%:*}
   say "importing $1 into containerd (namespace k8s.io)"
-  ctr_ images import --base-name "$base" "$2" >/dev/null
+  local err
+  if ! err=$(ctr_ images import --base-name "$base" "$2" 2>&1 >/dev/null); then
+    say "cannot import $2: $err"
+    return 1
+  fi
+  # (ctr warns on every call that containerd deprecates cgroup v1: not repeated here.)
+  printf '%s\n' "$err" | grep -v -e 'DEPRECATION: The support for cgroup v1' -e '^$' >&2 || true
   ctr_ images label "$1" io.cri-containerd.pinned=pinned >/dev/null 2>&1 || true
 }
 
@@ -298,8 +296,12 @@ import_image() { # name tar
 clean_host() {
   local pid
   # The containers (also of a containerd that was killed): their shims belong to this containerd (its socket is in their command line).
-  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
+  for pid in $(pgrep -f "containerd-shim-run(c-v2|sc-v1) .*-address $CONTAINERD_SOCK" || true); do
     pkill -KILL -P "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  # gVisor's sandboxes and gofers (children of the runsc shims, killed above, unless orphaned).
+  for pid in $(pgrep -f -- "--root=$STATE/containerd/runsc/" || true); do
     kill -KILL "$pid" 2>/dev/null || true
   done
   awk -v s="$STATE/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
@@ -312,7 +314,7 @@ clean_host() {
   done
   ip link del "$BRIDGE" 2>/dev/null || true
   ebtables -D FORWARD -i veth+ -o veth+ -j DROP 2>/dev/null || true
-  rm -rf "$STATE/cni/ipam"
+  rm -rf "$STATE/cni/ipam" "$STATE/containerd/runsc"
   rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet/pki /var/lib/kubelet 2>/dev/null || true
 }
 
@@ -329,7 +331,7 @@ stop() {
   for name in kubelet kube-scheduler kube-controller-manager; do
     if pid=$(pid_of "$name"); then kill "$pid" 2>/dev/null || true; fi
   done
-  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" || true); do
+  for pid in $(pgrep -f "containerd-shim-run(c-v2|sc-v1) .*-address $CONTAINERD_SOCK" || true); do
     pkill -KILL -P "$pid" 2>/dev/null || true
   done
   for name in containerd kube-apiserver etcd; do

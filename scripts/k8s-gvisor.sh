@@ -56,7 +56,10 @@ say() { echo "k8s-gvisor: $*" >&2; }
 # runsc's own configuration, read by the shim (ConfigPath in the runtime options): runsc by its
 # absolute path (not whatever runsc is on PATH, e.g. Debian's), its state under STATE/runsc (not the
 # default /run/containerd/runsc, shared by every containerd on the host), and the platform. systrap
-# needs no KVM (none in this Firecracker VM); it is gVisor's default platform.
+# needs no KVM (none in this Firecracker VM); it is gVisor's default platform. oci-seccomp: runsc
+# ignores the pod's seccomp profile by default (the Sentry has its own host filter); with it the
+# RuntimeDefault profile the restricted pods ask for also filters the program inside the sandbox
+# (/proc/self/status Seccomp 2 there, as under runc).
 runsc_config() {
   cat <<EOF
 # containerd-shim-runsc-v1 configuration (ConfigPath of the runsc runtime's options)
@@ -65,6 +68,7 @@ root = "$1/runsc"
 
 [runsc_config]
   platform = "systrap"
+  oci-seccomp = "true"
 EOF
 }
 

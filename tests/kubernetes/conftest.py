@@ -23,7 +23,15 @@ from runtime.kube_manifest import KubernetesConfig, parse_images
 from runtime.kubernetes import ApiPodLogs, KubernetesHostManager
 from tests.kubernetes.control_plane import ControlPlane, ControlPlaneUnavailable, ensure_binaries
 from tests.kubernetes.node import SimulatedNode
-from tests.kubernetes.real_node import SERVICE_ACCOUNT, ClusterUnavailable, LocalCluster, start_cluster, stop_cluster
+from tests.kubernetes.real_node import (
+    RUNTIMES,
+    SERVICE_ACCOUNT,
+    ClusterUnavailable,
+    LocalCluster,
+    Runtime,
+    start_cluster,
+    stop_cluster,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -187,10 +195,19 @@ def node_config(cluster: LocalCluster, namespace: str, **overrides: Any) -> Kube
     return dataclasses.replace(base, **overrides)
 
 
+@pytest.fixture(params=RUNTIMES, ids=[r.handler for r in RUNTIMES])
+def runtime(request: pytest.FixtureRequest) -> Runtime:
+    """Each real-node test runs once per container runtime: runc, and gVisor as production-gvisor has it."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-async def node_backend(local_cluster: LocalCluster, node_namespace: str) -> AsyncIterator[KubernetesHostManager]:
+async def node_backend(
+    local_cluster: LocalCluster, node_namespace: str, runtime: Runtime
+) -> AsyncIterator[KubernetesHostManager]:
     client = await connect(str(local_cluster.kubeconfig))
-    manager = KubernetesHostManager(client, node_config(local_cluster, node_namespace), owns_client=True)
+    config = node_config(local_cluster, node_namespace, runtime_class_name=runtime.runtime_class_name)
+    manager = KubernetesHostManager(client, config, owns_client=True)
     await asyncio.wait_for(manager.start(), 30)
     yield manager
     await manager.close()

@@ -1,5 +1,5 @@
 """The local single-node cluster with a real kubelet (scripts/k8s-cluster.sh), for the tests that run
-real pods: containerd, runc, the project's own images, and the pipeline on top.
+real pods: containerd 2, runc and gVisor (runsc), the project's own images, and the pipeline on top.
 
 One cluster runs per machine (the node is named localhost). A test session uses the one that runs,
 or starts one and stops it at the end. When it cannot start, the tests FAIL with the reason.
@@ -14,6 +14,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "k8s-cluster.sh"
 SERVICE_ACCOUNT = "aevatar-sandbox-run"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A container runtime of the real node: its CRI handler and the RuntimeClass that selects it."""
+
+    handler: str
+    runtime_class_name: str | None  # None: the node's default (runc), as without any RuntimeClass
+
+
+# runc, the cluster's default, and gVisor as the production-gvisor overlay selects it: the RuntimeClass
+# "gvisor" of deploy/components/gvisor (handler runsc), which scripts/k8s-cluster.sh registers.
+RUNTIMES = (Runtime("runc", None), Runtime("runsc", "gvisor"))
 
 
 class ClusterUnavailable(Exception):

@@ -158,6 +158,9 @@ def waiting(reason: str) -> JsonObject:
         (job(), pod(run=ended(0)), T0_S + 6, (State.SUCCEEDED, None, 0, None)),
         (job(), pod(run=ended(2)), T0_S + 6, (State.FAILED, None, 2, None)),
         (job(), pod(run=ended(137, "OOMKilled")), T0_S + 6, (State.LIMIT_EXCEEDED, Limit.MEMORY, None, 9)),
+        # gVisor: the OOM killer ended the whole sandbox, whose status is unknown (128)
+        (job(), pod(run=ended(128, "OOMKilled")), T0_S + 6, (State.LIMIT_EXCEEDED, Limit.MEMORY, None, 9)),
+        (job(), pod(run=ended(128, "Error")), T0_S + 6, (State.FAILED, None, 128, None)),
         (job(), pod(run=ended(143)), T0_S + 6, (State.FAILED, None, None, 15)),
         (job(), pod(run=ended(153)), T0_S + 6, (State.LIMIT_EXCEEDED, Limit.DISK, None, 25)),
         (job(), pod(compile_=ended(1), phase="Failed"), T0_S + 6, (State.COMPILE_ERROR, None, 1, None)),

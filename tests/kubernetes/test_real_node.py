@@ -20,7 +20,7 @@ from runtime.kubernetes import KubernetesHostManager
 from runtime.types import Limits, Outcome, RunRequest
 from streams.states import Limit, State
 from tests.kubernetes.conftest import node_config
-from tests.kubernetes.real_node import LocalCluster
+from tests.kubernetes.real_node import LocalCluster, Runtime
 
 pytestmark = [pytest.mark.kubernetes, pytest.mark.timeout(180)]
 
@@ -104,11 +104,17 @@ async def test_wall_time_limit(node_backend: KubernetesHostManager) -> None:
     assert outcome.run_ms >= 1500
 
 
-async def test_memory_limit_is_an_oom_kill_reported_as_memory(node_backend: KubernetesHostManager) -> None:
+async def test_memory_limit_is_an_oom_kill_reported_as_memory(
+    node_backend: KubernetesHostManager, runtime: Runtime
+) -> None:
     code = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n"
     outcome = await run(node_backend, req(code, limits=Limits(memory_mib=96, disk_mib=16)))
     assert (outcome.state, outcome.limit, outcome.signal) == (State.LIMIT_EXCEEDED, Limit.MEMORY, 9)
-    assert outcome.memory_peak_kib > 64 * 1024
+    if runtime.handler == "runc":
+        assert outcome.memory_peak_kib > 64 * 1024
+    # runsc: gVisor enforces no memory limit per container. The pod's cgroup (the limit plus the
+    # RuntimeClass's 64Mi overhead) holds the whole sandbox, and its OOM kill ends the sandbox with
+    # aevatar-runner inside: the kubelet's OOMKilled is all there is, no usage is reported.
 
 
 async def test_output_flood_is_capped(node_backend: KubernetesHostManager) -> None:
@@ -120,7 +126,15 @@ async def test_output_flood_is_capped(node_backend: KubernetesHostManager) -> No
     assert outcome.stdout == (b"x" * 999 + b"\n") * 10 and outcome.truncated_stdout
 
 
-async def test_fork_bomb_stops_at_the_pod_pid_limit(node_backend: KubernetesHostManager) -> None:
+GVISOR_FORK_BOMB = (
+    "gVisor (systrap) backs each guest address space with a stub process on the host; when the pod's "
+    "pids limit refuses one, the Sentry panics ('Unknown syscall 56 error: createStub: failed to get "
+    "clone') instead of failing the guest's fork with EAGAIN, so the whole sandbox ends (exit 128, "
+    "reason Error, or OOMKilled when the pod's memory runs out first)"
+)
+
+
+async def test_fork_bomb_stops_at_the_pod_pid_limit(node_backend: KubernetesHostManager, runtime: Runtime) -> None:
     code = (
         "import os, time\n"
         "n = 0\n"
@@ -134,12 +148,17 @@ async def test_fork_bomb_stops_at_the_pod_pid_limit(node_backend: KubernetesHost
         "    print(n, exc.errno)\n"
     )
     outcome = await run(node_backend, req(code, limits=Limits(wall_time_ms=8000)))
+    after = await run(node_backend, req("print('still fine')"))
+    assert after.stdout == b"still fine\n"  # the node is fine
+    if runtime.handler == "runsc":
+        # Contained, but by the sandbox's end: nothing printed, ended before the wall time.
+        assert outcome.state in {State.FAILED, State.LIMIT_EXCEEDED}, outcome
+        assert outcome.stdout == b"" and outcome.limit in {None, Limit.MEMORY}, outcome
+        pytest.xfail(GVISOR_FORK_BOMB)
     assert outcome.state is State.SUCCEEDED, outcome
     forks, errno = outcome.stdout.split()
     assert int(errno) == 11  # EAGAIN: the pids cgroup refused the fork
     assert int(forks) < 256  # the kubelet's podPidsLimit (scripts/k8s-cluster.sh)
-    after = await run(node_backend, req("print('still fine')"))
-    assert after.stdout == b"still fine\n"
 
 
 async def test_compile_error_and_a_multi_file_c_program(node_backend: KubernetesHostManager) -> None:
@@ -183,7 +202,7 @@ async def test_a_finished_run_leaves_no_pod(
 
 CONTAINMENT = r"""
 import json, os, socket
-facts = {"uid": os.getuid(), "gid": os.getgid()}
+facts = {"uid": os.getuid(), "gid": os.getgid(), "kernel": os.uname().release}
 status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
 facts["cap_eff"] = status["CapEff"].strip()
 facts["cap_bnd"] = status["CapBnd"].strip()
@@ -195,6 +214,8 @@ try:
     facts["root_fs"] = "writable"
 except OSError as exc:
     facts["root_fs"] = exc.errno
+root = [line.split() for line in open("/proc/self/mounts") if line.split()[1] == "/"][-1]
+facts["root_mount_ro"] = "ro" in root[3].split(",")
 def connect(host, port):
     s = socket.socket()
     s.settimeout(2)
@@ -218,16 +239,20 @@ print(json.dumps(facts))
 """
 
 
-async def test_containment_inside_the_pod(node_backend: KubernetesHostManager) -> None:
+async def test_containment_inside_the_pod(node_backend: KubernetesHostManager, runtime: Runtime) -> None:
     outcome = await run(node_backend, req(CONTAINMENT))
     assert outcome.state is State.SUCCEEDED, outcome.stderr
     facts = json.loads(outcome.stdout)
+    assert ("gvisor" in facts["kernel"]) is (runtime.handler == "runsc")  # the RuntimeClass took effect
     assert facts["uid"] == 65532 and facts["gid"] == 65532  # not root
     assert int(facts["cap_eff"], 16) == 0 and int(facts["cap_bnd"], 16) == 0  # no capabilities
     assert facts["no_new_privs"] == "1"
     assert facts["seccomp"] == "2"  # RuntimeDefault: a filter
     assert facts["token"] is False  # no service-account token mounted
-    assert facts["root_fs"] == 30  # EROFS: the root filesystem is read-only
+    # The root filesystem is mounted read-only. A write is refused: EROFS from Linux (runc); gVisor's
+    # own kernel checks the permission first and says EACCES.
+    assert facts["root_mount_ro"] is True
+    assert facts["root_fs"] == (30 if runtime.handler == "runc" else 13)
     assert facts["internet"] != "connected" and facts["kubelet"] != "connected"
     assert facts["dns"] != "resolved"
     assert facts["default_route"] is False
@@ -259,11 +284,13 @@ async def test_pods_cannot_reach_each_other(
 
 
 async def test_a_restarted_executor_adopts_its_running_pod(
-    local_cluster: LocalCluster, node_admin: ApiKubeClient, node_namespace: str
+    local_cluster: LocalCluster, node_admin: ApiKubeClient, node_namespace: str, runtime: Runtime
 ) -> None:
     from runtime.kube_client import connect
 
-    config = node_config(local_cluster, node_namespace, executor_id="executor-restart")
+    config = node_config(
+        local_cluster, node_namespace, executor_id="executor-restart", runtime_class_name=runtime.runtime_class_name
+    )
     first = KubernetesHostManager(await connect(str(local_cluster.kubeconfig)), config, owns_client=True)
     request = req("import time\ntime.sleep(3)\nprint('survived the restart')\n")
     task = asyncio.create_task(first.run(request))

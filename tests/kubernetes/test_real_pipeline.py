@@ -15,7 +15,7 @@ import pytest
 from runtime.kube_client import ApiKubeClient
 from streams.settings import Settings
 from tests.gateway.helpers import running_gateway
-from tests.kubernetes.real_node import SERVICE_ACCOUNT, LocalCluster
+from tests.kubernetes.real_node import SERVICE_ACCOUNT, LocalCluster, Runtime
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kubernetes, pytest.mark.timeout(240)]
 
@@ -40,13 +40,19 @@ async def post_and_wait(gw: Any, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_http_to_kafka_to_a_real_pod_and_back(
-    settings: Settings, start_worker: Any, local_cluster: LocalCluster, node_namespace: str
+    settings: Settings, start_worker: Any, local_cluster: LocalCluster, node_namespace: str, runtime: Runtime
 ) -> None:
     assert SERVICE_ACCOUNT  # the namespace fixture made the runs' ServiceAccount
-    start_worker(settings, "all", env=kube_env(local_cluster, node_namespace))
+    # runsc: the executor as deploy/components/gvisor patches it (AEVATAR_K8S_RUNTIME_CLASS=gvisor).
+    extra = {"AEVATAR_K8S_RUNTIME_CLASS": runtime.runtime_class_name} if runtime.runtime_class_name else {}
+    start_worker(settings, "all", env=kube_env(local_cluster, node_namespace, **extra))
     async with running_gateway(settings, max_wait_ms=WAIT_S * 1000) as gw:
-        hello = await post_and_wait(gw, {"language": "python", "code": "print('hello')"})
-        assert (hello["state"], hello["stdout"], hello["exit_code"]) == ("SUCCEEDED", "hello\n", 0)
+        hello = await post_and_wait(
+            gw, {"language": "python", "code": "import os\nprint('hello')\nprint(os.uname().release)"}
+        )
+        assert (hello["state"], hello["exit_code"]) == ("SUCCEEDED", 0), hello
+        greeting, kernel = hello["stdout"].splitlines()
+        assert greeting == "hello" and ("gvisor" in kernel) is (runtime.handler == "runsc")
         assert hello["usage"]["cpu_time_ms"] > 0 and hello["usage"]["memory_peak_kib"] > 0
         fail = await post_and_wait(
             gw, {"language": "python", "code": "import sys\nprint('no', file=sys.stderr)\nsys.exit(3)\n"}
