@@ -27,6 +27,7 @@ from processors.batches import park
 from processors.edges import bound, log_transition, now_ms
 from processors.judging import Judge
 from processors.metrics import ProcessorMetrics
+from processors.provenance import Stamper
 from runtime.types import Backend, Limits, Outcome, OutputChunk, RunRequest
 from streams import kafka
 from streams.codec import CodecError
@@ -149,6 +150,7 @@ class Executor:
         self.running: set[str] = set()
         # The judged executions running here (processors/judging.py), for their cancellation.
         self.judging: dict[str, Judge] = {}
+        self.stamper = Stamper(backend, settings.executor_id)  # each outcome's provenance
         # Executions whose launch this process has taken and not finished (running or about to).
         self.taken: set[str] = set()
         # The launch seqs this process took, so a launch that is sent again (the scheduler resends
@@ -513,6 +515,7 @@ class Executor:
             self.running.discard(execution_id)
             self.metrics.executor_runs.dec()
             renew.cancel()
+        terminal = await self.stamper.stamp(terminal, run_request(request))
         try:
             # The terminal transition goes to the producer before anything else gets the loop.
             await self._confirmed(terminal, await self._emit(terminal, trace))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from processors.provenance import result_provenance
 from streams.records import ExecutionEvent, ExecutionRequest, ExecutionResult, RunOutcome
 
 
@@ -40,4 +41,7 @@ def build_result(terminal: ExecutionEvent, request: ExecutionRequest | None) -> 
         field=terminal.field,
         callback_url=request.callback_url if request is not None else None,
         judgement=outcome.judgement,
+        batch_id=request.batch_id if request is not None else None,
+        rejudge_of=request.rejudge_of if request is not None else None,
+        provenance=result_provenance(terminal, request),
     )

@@ -95,6 +95,8 @@ class ExecutionRequest(Record, frozen=True, kw_only=True):
     tests: list[JudgeCase] = msgspec.field(default_factory=list)
     checker: Checker | None = None
     stop_on_first_failure: bool = False
+    batch_id: str | None = None
+    rejudge_of: str | None = None
 
 
 class CaseVerdict(msgspec.Struct, kw_only=True, frozen=True):
@@ -129,6 +131,29 @@ class Judgement(msgspec.Struct, kw_only=True, frozen=True):
     cases: list[CaseVerdict] = msgspec.field(default_factory=list)
 
 
+class AppliedLimits(msgspec.Struct, kw_only=True, frozen=True):
+    """The limits a run got, after the policy defaults."""
+
+    wall_time_ms: int = 0
+    cpu_time_ms: int = 0
+    memory_mib: int = 0
+    processes: int = 0
+    output_bytes: int = 0
+    disk_mib: int = 0
+
+
+class Provenance(msgspec.Struct, kw_only=True, frozen=True):
+    """What a verdict was made from (core/provenance.py): hashes of the inputs, the toolchain, the limits, where."""
+
+    code_sha256: str = ""
+    files_sha256: dict[str, str] = msgspec.field(default_factory=dict)
+    toolchain: str = ""
+    toolchain_version: str = ""
+    limits: AppliedLimits | None = None
+    backend: str = ""
+    executor: str = ""
+
+
 class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
     limit: str | None = None
     exit_code: int | None = None
@@ -143,6 +168,7 @@ class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
     compile_ms: int = 0
     run_ms: int = 0
     judgement: Judgement | None = None
+    provenance: Provenance | None = None
 
 
 class ExecutionEvent(Record, frozen=True, kw_only=True):
@@ -197,6 +223,9 @@ class ExecutionResult(Record, frozen=True, kw_only=True):
     field: str | None = None
     callback_url: str | None = None
     judgement: Judgement | None = None
+    batch_id: str | None = None
+    rejudge_of: str | None = None
+    provenance: Provenance | None = None
 
 
 class LogChunk(Record, frozen=True, kw_only=True):

@@ -27,6 +27,7 @@ from streams.codec import (
 )
 from streams.records import (
     ALL_RECORDS,
+    AppliedLimits,
     CaseVerdict,
     Checker,
     ExecutionEvent,
@@ -34,6 +35,7 @@ from streams.records import (
     ExecutionResult,
     JudgeCase,
     Judgement,
+    Provenance,
     RequestLimits,
     RunOutcome,
 )
@@ -89,8 +91,8 @@ def test_request_bytes_exactly() -> None:
     req = ExecutionRequest(
         id="r1", language="python", code="print(1)", created_at_ms=7, limits=RequestLimits(memory_mib=128)
     )
-    v3 = load_version(SCHEMAS / "ExecutionRequest.v3.avsc")
-    body = (
+    v4 = load_version(SCHEMAS / "ExecutionRequest.v4.avsc")
+    v3_body = (
         avro_string("r1")
         + avro_string("python")
         + avro_string("print(1)")
@@ -115,11 +117,14 @@ def test_request_bytes_exactly() -> None:
         + zigzag(0)  # checker null (v3)
         + b"\x00"  # stop_on_first_failure false (v3)
     )
-    assert req.encode() == v3.header + body
+    body = v3_body + zigzag(0) + zigzag(0)  # batch_id null, rejudge_of null (v4)
+    assert req.encode() == v4.header + body
     assert ExecutionRequest.decode(req.encode()) == req
-    # The v2 body is the v3 body without v3's three fields: a v2 writer's bytes read as v3 with defaults.
+    # An older writer's body is the newer one without the newer fields: it reads with their defaults.
+    v3 = load_version(SCHEMAS / "ExecutionRequest.v3.avsc")
+    assert ExecutionRequest.decode(v3.header + v3_body) == req
     v2 = load_version(SCHEMAS / "ExecutionRequest.v2.avsc")
-    assert ExecutionRequest.decode(v2.header + body[:-3]) == req
+    assert ExecutionRequest.decode(v2.header + v3_body[:-3]) == req
 
 
 def _write(version: SchemaVersion, record: dict[str, Any]) -> bytes:
@@ -277,6 +282,66 @@ def test_every_version_in_the_dir_is_loaded() -> None:
     names = {(v.name, v.version) for v in SchemaSet.from_dir(SCHEMAS).by_fingerprint.values()}
     assert {("ExecutionRequest", 1), ("ExecutionRequest", 2), ("ExecutionRequest", 3)} <= names
     assert {("ExecutionEvent", 1), ("ExecutionEvent", 2), ("ExecutionResult", 1), ("ExecutionResult", 2)} <= names
+    assert {("ExecutionRequest", 4), ("ExecutionEvent", 3), ("ExecutionResult", 3)} <= names
     current = Codec(SchemaSet.from_dir(SCHEMAS)).schemas.current
-    assert (current["ExecutionRequest"].version, current["ExecutionEvent"].version) == (3, 2)
-    assert current["ExecutionResult"].version == 2
+    assert (current["ExecutionRequest"].version, current["ExecutionEvent"].version) == (4, 3)
+    assert current["ExecutionResult"].version == 3
+
+
+PROVENANCE = Provenance(
+    code_sha256="ab" * 32,
+    files_sha256={"data.txt": "cd" * 32},
+    toolchain="c",
+    toolchain_version="gcc 12.2.0",
+    limits=AppliedLimits(
+        wall_time_ms=5000, cpu_time_ms=5000, memory_mib=256, processes=64, output_bytes=1, disk_mib=64
+    ),
+    backend="local",
+    executor="executor-1",
+)
+
+
+def test_a_batched_rejudge_request_round_trips_and_old_readers_skip_its_new_fields() -> None:
+    req = structs.replace(JUDGED, batch_id="b1", rejudge_of="j0")
+    assert ExecutionRequest.decode(req.encode()) == req
+    old = _read_as(load_version(SCHEMAS / "ExecutionRequest.v3.avsc"), req.encode())
+    assert old["tests"] and old["stop_on_first_failure"] is True
+    assert "batch_id" not in old and "rejudge_of" not in old
+
+
+def test_an_old_writers_request_has_no_batch_and_rejudges_nothing() -> None:
+    v3 = load_version(SCHEMAS / "ExecutionRequest.v3.avsc")
+    fields = {k: v for k, v in JUDGED.to_avro().items() if k not in ("batch_id", "rejudge_of")}
+    req = ExecutionRequest.decode(_write(v3, fields))
+    assert (req.batch_id, req.rejudge_of) == (None, None) and req == JUDGED
+
+
+def test_provenance_round_trips_in_events_and_results_and_old_readers_skip_it() -> None:
+    event = structs.replace(_judged_event(), outcome=RunOutcome(exit_code=0, stdout=b"4\n", provenance=PROVENANCE))
+    assert ExecutionEvent.decode(event.encode()) == event
+    old_event = _read_as(load_version(SCHEMAS / "ExecutionEvent.v2.avsc"), event.encode())
+    assert old_event["outcome"]["stdout"] == b"4\n" and "provenance" not in old_event["outcome"]
+    result = ExecutionResult(
+        id="j2",
+        language="c",
+        state=State.SUCCEEDED,
+        created_at_ms=1,
+        finished_at_ms=9,
+        batch_id="b1",
+        rejudge_of="j1",
+        provenance=PROVENANCE,
+    )
+    assert ExecutionResult.decode(result.encode()) == result
+    old_result = _read_as(load_version(SCHEMAS / "ExecutionResult.v2.avsc"), result.encode())
+    assert old_result["id"] == "j2" and not {"batch_id", "rejudge_of", "provenance"} & set(old_result)
+
+
+def test_old_writers_events_and_results_read_with_no_provenance() -> None:
+    event = structs.replace(_judged_event(), outcome=RunOutcome(exit_code=0, stdout=b"x"))
+    fields = event.to_avro()
+    fields["outcome"] = {k: v for k, v in fields["outcome"].items() if k != "provenance"}
+    decoded = ExecutionEvent.decode(_write(load_version(SCHEMAS / "ExecutionEvent.v2.avsc"), fields))
+    assert decoded == event and decoded.outcome is not None and decoded.outcome.provenance is None
+    result = ExecutionResult(id="r", language="c", state=State.SUCCEEDED, created_at_ms=1, finished_at_ms=2)
+    old = {k: v for k, v in result.to_avro().items() if k not in ("batch_id", "rejudge_of", "provenance")}
+    assert ExecutionResult.decode(_write(load_version(SCHEMAS / "ExecutionResult.v2.avsc"), old)) == result
