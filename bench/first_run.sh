@@ -16,6 +16,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/aevatar-first-run-XXXXXX)
+chmod 0755 "$WORK"  # the sandbox uids traverse it to the state dir
 export AEVATAR_CACHE_DIR=$WORK/cache AEVATAR_DATA_DIR=$WORK/data PIP_CACHE_DIR=$WORK/pip
 export MAVEN_OPTS="-Dmaven.repo.local=$WORK/m2"
 export AEVATAR_KAFKA_PORT=${FIRST_RUN_KAFKA_PORT:-19692} AEVATAR_KAFKA_CONTROLLER_PORT=${FIRST_RUN_CONTROLLER_PORT:-19693}
