@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "aevatar_cli.pipeline_cmds",
     "aevatar_cli.client_cmds",
     "aevatar_cli.bench_cmd",
+    "aevatar_cli.judge_cmd",
 )
 
 

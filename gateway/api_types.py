@@ -124,6 +124,27 @@ class JudgementOut(msgspec.Struct, kw_only=True):
     cases: list[CaseOut]
 
 
+class AppliedLimitsOut(msgspec.Struct, kw_only=True):
+    wall_time_ms: int
+    cpu_time_ms: int
+    memory_mib: int
+    processes: int
+    output_bytes: int
+    disk_mib: int
+
+
+class ProvenanceOut(msgspec.Struct, kw_only=True):
+    """What a result was made from, so that a verdict can be explained and reproduced."""
+
+    code_sha256: str
+    files_sha256: dict[str, str]
+    toolchain: str
+    toolchain_version: str
+    limits: AppliedLimitsOut | None
+    backend: str
+    executor: str
+
+
 class Execution(msgspec.Struct, kw_only=True):
     """The execution object of the API contract."""
 
@@ -148,6 +169,14 @@ class Execution(msgspec.Struct, kw_only=True):
         str | None, msgspec.Meta(description="The W3C trace id that follows this execution through every stage.")
     ] = None
     judgement: Annotated[JudgementOut | None, msgspec.Meta(description="For a judged execution (tests).")] = None
+    batch_id: Annotated[str | None, msgspec.Meta(description="The batch it was submitted in (POST /v1/batches).")] = (
+        None
+    )
+    rejudge_of: Annotated[str | None, msgspec.Meta(description="The execution this one re-judges.")] = None
+    provenance: Annotated[
+        ProvenanceOut | None,
+        msgspec.Meta(description="What the verdict was made from: input hashes, toolchain, limits, backend, executor."),
+    ] = None
 
 
 class Event(msgspec.Struct, kw_only=True):

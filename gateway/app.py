@@ -413,6 +413,8 @@ class ObserveMiddleware:
 
 
 def build_app(services: Services) -> Starlette:
+    from gateway import batches_api  # here: its routes import this module
+
     routes = [
         Route("/", status.page, methods=["GET"]),
         Route("/v1/executions", create_execution, methods=["POST"]),
@@ -420,6 +422,7 @@ def build_app(services: Services) -> Starlette:
         Route("/v1/executions/{id}/events", list_events, methods=["GET"]),
         Route("/v1/executions/{id}/logs", stream_logs, methods=["GET"]),
         Route("/v1/executions/{id}/cancel", cancel_execution, methods=["POST"]),
+        *batches_api.routes(),
         Route("/v1/languages", list_languages, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

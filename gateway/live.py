@@ -105,6 +105,8 @@ class LiveView:
         created_at_ms: int,
         callback_url: str | None,
         trace_id: str | None = None,
+        batch_id: str | None = None,
+        rejudge_of: str | None = None,
     ) -> ExecutionRecord:
         record = self.view.submitted(
             execution_id,
@@ -113,6 +115,8 @@ class LiveView:
             created_at_ms=created_at_ms,
             callback_url=callback_url,
             trace_id=trace_id,
+            batch_id=batch_id,
+            rejudge_of=rejudge_of,
         )
         self._notify(execution_id, record)
         return record

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.api_types import CaseOut, Event, Execution, JudgementOut, Timings, Truncated, Usage
+from gateway.api_types import CaseOut, Event, Execution, JudgementOut, ProvenanceOut, Timings, Truncated, Usage
+from gateway.batch_index import BatchIndex
 from processors.window import IdWindow
 from streams.codec import CodecError
 from streams.records import ExecutionEvent, ExecutionResult, Judgement, RunOutcome
@@ -67,6 +68,8 @@ class ExecutionRecord:
     result: ExecutionResult | None = None
     submitted_here: bool = False
     trace_id: str | None = None
+    batch_id: str | None = None
+    rejudge_of: str | None = None
 
     @property
     def state(self) -> State:
@@ -153,6 +156,10 @@ def judgement_out(j: Judgement | None) -> JudgementOut | None:
     return JudgementOut(passed=j.passed, total=j.total, first_failure=j.first_failure, checker=j.checker, cases=cases)
 
 
+def provenance_out(r: ExecutionResult) -> ProvenanceOut | None:
+    return msgspec.convert(msgspec.to_builtins(r.provenance), ProvenanceOut) if r.provenance is not None else None
+
+
 def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Execution:
     return Execution(
         id=r.id,
@@ -168,6 +175,9 @@ def execution_from_result(r: ExecutionResult, trace_id: str | None = None) -> Ex
         field=r.field,
         trace_id=trace_id,
         judgement=judgement_out(r.judgement),
+        batch_id=r.batch_id,
+        rejudge_of=r.rejudge_of,
+        provenance=provenance_out(r),
     )
 
 
@@ -203,6 +213,8 @@ def _from_events(record: ExecutionRecord) -> Execution:
         field=terminal.field if terminal is not None else None,
         trace_id=record.trace_id,
         judgement=judgement_out(outcome.judgement),
+        batch_id=record.batch_id,
+        rejudge_of=record.rejudge_of,
     )
 
 
@@ -223,6 +235,7 @@ class View:
         self._open = IdWindow(self.retention.max_age_ms)
         self._output_bytes = 0
         self.evicted = 0
+        self.batches = BatchIndex()  # gateway/batch_index.py
 
     def __len__(self) -> int:
         return len(self._records)
@@ -249,6 +262,8 @@ class View:
         created_at_ms: int,
         callback_url: str | None,
         trace_id: str | None = None,
+        batch_id: str | None = None,
+        rejudge_of: str | None = None,
     ) -> ExecutionRecord:
         """A request this gateway produced: known (as REQUESTED) before its first event comes back."""
         record = self._record(execution_id, created_at_ms)
@@ -257,6 +272,8 @@ class View:
             record.callback_url = callback_url
             record.submitted_here = True
             record.trace_id = trace_id
+            record.batch_id, record.rejudge_of = batch_id, rejudge_of
+            self.batches.add(record)
         return record
 
     def fold_event(self, event: ExecutionEvent) -> ExecutionRecord | None:
@@ -284,6 +301,7 @@ class View:
             del record.pending[min(record.pending)]
         if not changed:
             return None
+        self.batches.add(record)
         if record.finished:
             self._held(record)
         return record
@@ -297,6 +315,9 @@ class View:
         record.tenant, record.language = result.tenant, result.language
         record.created_at_ms = result.created_at_ms or record.created_at_ms
         record.callback_url = result.callback_url
+        record.batch_id = result.batch_id or record.batch_id
+        record.rejudge_of = result.rejudge_of or record.rejudge_of
+        self.batches.add(record)
         # The result carries the output now: the terminal event's copy of it is not needed any more.
         record.events = [e if e.outcome is None else msgspec.structs.replace(e, outcome=None) for e in record.events]
         self._held(record)
@@ -323,7 +344,7 @@ class View:
         keep = self.retention
         oldest_kept_ms = now_ms - keep.max_age_ms
         for execution_id in self._open.prune(now_ms):
-            self._records.pop(execution_id, None)
+            self.batches.forget(self._records.pop(execution_id, None))
             dropped += 1
         while self._finished:
             execution_id, size = next(iter(self._finished.items()))
@@ -336,7 +357,7 @@ class View:
             if not over:
                 break
             del self._finished[execution_id]
-            self._records.pop(execution_id, None)
+            self.batches.forget(self._records.pop(execution_id, None))
             self._output_bytes -= size
             dropped += 1
         self.evicted += dropped
@@ -356,6 +377,7 @@ def _absorb(record: ExecutionRecord, event: ExecutionEvent) -> None:
             record.callback_url = request.callback_url
             record.tenant = request.tenant
             record.trace_id = request.trace_id or record.trace_id
+            record.batch_id, record.rejudge_of = request.batch_id, request.rejudge_of
             if request.created_at_ms > 0:
                 record.created_at_ms = request.created_at_ms
         kept = msgspec.structs.replace(event, request=None)
