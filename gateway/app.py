@@ -6,6 +6,7 @@ Each route decodes, calls the core, and answers or produces. `Services` carries 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -220,7 +221,11 @@ async def create_execution(request: Request) -> Response:
         except (CodecError, ValueError, OverflowError) as exc:
             raise ApiError(422, "unencodable", f"the request cannot be encoded: {exc}", None) from None
         with services.tracer.span("gateway.submit", parent, execution_id=execution_id) as trace:
-            await _produce(services, services.topics.requests, encoded, execution_id, trace)
+            # The request, and its copy on sandbox.submissions (kept for re-judging: gateway/rejudge_api.py).
+            await asyncio.gather(
+                _produce(services, services.topics.requests, encoded, execution_id, trace),
+                _produce(services, services.topics.submissions, encoded, execution_id),
+            )
         request.state.trace_id = trace.trace_id
         record = services.live.submitted(
             execution_id,
@@ -413,7 +418,7 @@ class ObserveMiddleware:
 
 
 def build_app(services: Services) -> Starlette:
-    from gateway import batches_api  # here: its routes import this module
+    from gateway import batches_api, rejudge_api  # here: their routes import this module
 
     routes = [
         Route("/", status.page, methods=["GET"]),
@@ -423,6 +428,7 @@ def build_app(services: Services) -> Starlette:
         Route("/v1/executions/{id}/logs", stream_logs, methods=["GET"]),
         Route("/v1/executions/{id}/cancel", cancel_execution, methods=["POST"]),
         *batches_api.routes(),
+        *rejudge_api.routes(),
         Route("/v1/languages", list_languages, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -29,7 +29,7 @@ from streams.records import ExecutionRequest
 from streams.states import State
 from streams.tracing import TraceContext
 
-_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch; its members' ids add "-<index>"
+BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch; its members' ids add "-<index>"
 
 
 class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -124,7 +124,7 @@ async def create_batch(request: Request) -> Response:
             "executions",
         )
     batch_id = body.id if body.id is not None else uuid.uuid4().hex
-    if not _BATCH_ID.fullmatch(batch_id):
+    if not BATCH_ID.fullmatch(batch_id):
         raise ApiError(
             422, "invalid_id", "a batch id is 1-100 characters of [A-Za-z0-9._-], starting alphanumeric", "id"
         )
@@ -142,8 +142,10 @@ async def create_batch(request: Request) -> Response:
         encoded = [r.encode() for r in fresh]
     except (CodecError, ValueError, OverflowError) as exc:
         raise ApiError(422, "unencodable", f"a request cannot be encoded: {exc}", "executions") from None
+    topics = services.topics  # each request, and its copy on sandbox.submissions for re-judging
     await asyncio.gather(
-        *(api._produce(services, services.topics.requests, data, r.id) for r, data in zip(fresh, encoded, strict=True))
+        *(api._produce(services, topics.requests, data, r.id) for r, data in zip(fresh, encoded, strict=True)),
+        *(api._produce(services, topics.submissions, data, r.id) for r, data in zip(fresh, encoded, strict=True)),
     )
     for r in fresh:
         services.live.submitted(

@@ -74,6 +74,10 @@ VALIDATION_SEEN = TopicSpec(
     expires=True,
     retention_ms=7 * DAY_MS,
 )
+# Every submission's request (its code and files) by execution id, kept after sandbox.requests'
+# retention so that a past execution can be re-judged (POST /v1/rejudge); a tenant deletes its own
+# with a tombstone (DELETE /v1/executions/{id}/submission).
+SUBMISSIONS = TopicSpec("sandbox.submissions", key="execution id", record="ExecutionRequest", compact=True)
 WEBHOOKS = TopicSpec("sandbox.webhooks", key="execution id", record="ExecutionResult (delivery attempts)")
 
 CATALOG: tuple[TopicSpec, ...] = (
@@ -88,6 +92,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     LEASES,
     SCHEDULER_QUEUE,
     VALIDATION_SEEN,
+    SUBMISSIONS,
 )
 
 
@@ -107,6 +112,7 @@ class Topics:
         self.leases = LEASES.name(prefix)
         self.scheduler_queue = SCHEDULER_QUEUE.name(prefix)
         self.validation_seen = VALIDATION_SEEN.name(prefix)
+        self.submissions = SUBMISSIONS.name(prefix)
 
 
 @dataclass(frozen=True, slots=True)

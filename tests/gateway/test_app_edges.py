@@ -83,7 +83,9 @@ async def test_bodies_above_the_limit_and_bad_wait_flags_are_refused() -> None:
         wrong_method = await client.delete("/v1/executions")
         assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
         ok = await client.post("/v1/executions", json={"language": "python", "code": "1", "id": "m-1"})
-        assert ok.status_code == 202 and [key for _, _, key in sink.sent] == ["m-1"]
+        # The request, and its copy on sandbox.submissions for re-judging.
+        sent = sorted((topic, key) for topic, _, key in sink.sent)
+        assert ok.status_code == 202 and sent == [("sandbox.requests", "m-1"), ("sandbox.submissions", "m-1")]
         languages = (await client.get("/v1/languages")).json()
         assert languages == [{"name": "python", "version": "unknown", "compiled": False}]
 
