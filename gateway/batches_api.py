@@ -12,7 +12,6 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
@@ -21,7 +20,8 @@ from starlette.routing import Route
 
 from core.batches import MAX_BATCH_EXECUTIONS, item_field, member_id, state_counts
 from gateway import app as api
-from gateway.api_types import Accepted, ExecutionCreate
+from gateway.api_types import Accepted
+from gateway.batch_types import Batch, BatchAccepted, BatchCreate, MemberOut
 from gateway.errors import ApiError, from_decode_error, from_validation_error
 from gateway.view import ExecutionRecord
 from streams.codec import CodecError
@@ -30,42 +30,6 @@ from streams.states import State
 from streams.tracing import TraceContext
 
 BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch; its members' ids add "-<index>"
-
-
-class BatchCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """POST /v1/batches body."""
-
-    executions: Annotated[
-        list[ExecutionCreate], msgspec.Meta(description=f"1 to {MAX_BATCH_EXECUTIONS} executions, judged or not.")
-    ]
-    id: Annotated[
-        str | None, msgspec.Meta(description="Optional idempotency key for the batch; generated when omitted.")
-    ] = None
-
-
-class BatchAccepted(msgspec.Struct, kw_only=True):
-    """202 for a submitted batch: its id and its executions' ids, in the order given."""
-
-    id: str
-    executions: list[Accepted]
-
-
-class MemberOut(msgspec.Struct, kw_only=True):
-    id: str
-    state: State
-    passed: int | None = None  # judged: the cases accepted
-    total: int | None = None  # judged: the cases
-
-
-class Batch(msgspec.Struct, kw_only=True):
-    """GET /v1/batches/{id}: every member's state, and how many are in each state."""
-
-    id: str
-    total: int
-    finished: int
-    done: bool
-    counts: dict[str, int]
-    executions: list[MemberOut]
 
 
 def _member(record: ExecutionRecord) -> MemberOut:

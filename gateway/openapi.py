@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from gateway.api_types import Accepted, ErrorBody, Event, Execution, ExecutionCreate, Health, LanguageOut
+from gateway.batch_types import Batch, BatchAccepted, BatchCreate, RejudgeAccepted, RejudgeCreate
 
 _REF = "#/components/schemas/{name}"
 EXAMPLES: dict[str, Any] = {
@@ -27,9 +28,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def build() -> dict[str, Any]:
-    (create, accepted, execution, events, languages, error, health), components = msgspec.json.schema_components(
-        [ExecutionCreate, Accepted, Execution, list[Event], list[LanguageOut], ErrorBody, Health], ref_template=_REF
-    )
+    types = [ExecutionCreate, Accepted, Execution, list[Event], list[LanguageOut], ErrorBody, Health]
+    types += [BatchCreate, BatchAccepted, Batch, RejudgeCreate, RejudgeAccepted]
+    schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
+    create, accepted, execution, events, languages, error, health = schemas[:7]
+    batch_create, batch_accepted, batch, rejudge_create, rejudge_accepted = schemas[7:]
 
     def err(description: str) -> dict[str, Any]:
         return _json(error, description)
@@ -130,6 +133,63 @@ def build() -> dict[str, Any]:
                 "responses": {
                     "202": _json(accepted, "Cancellation requested (a finished execution stays as it is)."),
                     "404": err("Unknown id."),
+                    "503": err("Kafka is unreachable."),
+                    **guarded,
+                },
+            }
+        },
+        "/v1/executions/{id}/submission": {
+            "delete": {
+                "operationId": "deleteSubmission",
+                "summary": "Delete the submission's code (a tombstone on sandbox.submissions): no more re-judging.",
+                "security": security,
+                "parameters": [id_param],
+                "responses": {
+                    "204": {"description": "Deleted."},
+                    "404": err("No submission of this id (or another tenant's)."),
+                    "503": err("Kafka is unreachable."),
+                    **guarded,
+                },
+            }
+        },
+        "/v1/batches": {
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Submit many executions at once.",
+                "security": security,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": batch_create}}},
+                "responses": {
+                    "202": _json(batch_accepted, "Accepted: the batch id and its executions' ids."),
+                    "400": err("The body is not valid JSON."),
+                    "409": err("The batch id (or an item's id) is in use by another tenant."),
+                    "413": err("The body is too large."),
+                    "422": err("An item is of the wrong shape or breaks the policy; `field` names it."),
+                    "503": err("Kafka is unreachable."),
+                    **guarded,
+                },
+            }
+        },
+        "/v1/batches/{id}": {
+            "get": {
+                "operationId": "getBatch",
+                "security": security,
+                "parameters": [id_param],
+                "responses": {"200": _json(batch, "The batch's states."), "404": err("Unknown id."), **guarded},
+            }
+        },
+        "/v1/rejudge": {
+            "post": {
+                "operationId": "rejudge",
+                "summary": "Run past submissions again with new tests and/or a new checker.",
+                "security": security,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": rejudge_create}}},
+                "responses": {
+                    "202": _json(rejudge_accepted, "Accepted: the new batch, each execution linked to its original."),
+                    "400": err("The body is not valid JSON."),
+                    "404": err("No submission of an id or batch (or another tenant's)."),
+                    "409": err("The new batch id is in use."),
+                    "413": err("The body is too large."),
+                    "422": err("The body is of the wrong shape, changes nothing, or breaks the policy."),
                     "503": err("Kafka is unreachable."),
                     **guarded,
                 },

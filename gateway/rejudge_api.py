@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import msgspec
 from starlette.requests import Request
@@ -21,41 +21,14 @@ from starlette.routing import Route
 
 from core.batches import MAX_BATCH_EXECUTIONS, member_id
 from gateway import app as api
-from gateway.api_types import CaseBody, CheckerBody
 from gateway.auth import Principal
+from gateway.batch_types import RejudgeAccepted, RejudgeCreate, Rejudged
 from gateway.batches_api import BATCH_ID
 from gateway.errors import ApiError, from_decode_error, from_validation_error
 from gateway.submissions import of_batch, read_submissions
 from streams.records import Checker, ExecutionRequest, JudgeCase
 from streams.states import State
 from streams.tracing import TraceContext
-
-
-class RejudgeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """POST /v1/rejudge body: `executions` or `batch_id`, and `tests` and/or `checker`."""
-
-    executions: Annotated[list[str], msgspec.Meta(description="Past execution ids to run again.")] = msgspec.field(
-        default_factory=list
-    )
-    batch_id: Annotated[str | None, msgspec.Meta(description="Or: every execution of this past batch.")] = None
-    tests: Annotated[list[CaseBody] | None, msgspec.Meta(description="The new cases (default: the original's).")] = None
-    checker: Annotated[CheckerBody | None, msgspec.Meta(description="The new checker (default: the original's).")] = (
-        None
-    )
-    id: Annotated[str | None, msgspec.Meta(description="The new batch's id; generated when omitted.")] = None
-
-
-class Rejudged(msgspec.Struct, kw_only=True):
-    id: str
-    state: State
-    rejudge_of: str
-
-
-class RejudgeAccepted(msgspec.Struct, kw_only=True):
-    """202: the batch of the new executions, each linked to its original."""
-
-    id: str
-    executions: list[Rejudged]
 
 
 def rejudge_request(
