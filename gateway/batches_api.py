@@ -137,7 +137,10 @@ async def get_batch(request: Request) -> Response:
     owner = batches.tenant(batch_id)
     if owner is None or (not services.keys.open and owner != principal.tenant):
         raise ApiError(404, "not_found", f"no batch with id {batch_id!r}", "id")
-    records = [r for r in (services.live.get(i) for i in batches.members(batch_id)) if r is not None]
+    # Only the caller's own members: a batch id that another tenant's Kafka producer also used does not
+    # show that tenant's executions.
+    found = (services.live.get(i) for i in batches.members(batch_id))
+    records = [r for r in found if r is not None and api._visible(services, r, principal)]
     members = [_member(r) for r in records]
     finished = sum(1 for r in records if r.finished)
     return api.json_response(
