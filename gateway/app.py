@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import logstream, openapi, status
@@ -435,12 +435,15 @@ def build_app(services: Services) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
+    from gateway import compat  # here: its routes import this module
+
+    mounted: list[BaseRoute] = [*routes, *compat.routes(services.settings, create_execution)]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: _api_error,
         HTTPException: _http_error,
         Exception: _server_error,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers)  # type: ignore[arg-type]
+    app = Starlette(routes=mounted, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.services = services
     app.state.openapi = openapi.build()
     app.add_middleware(ObserveMiddleware, services=services)

@@ -70,6 +70,12 @@ class Settings:
     api_key: str = ""
     gateway_url: str = ""
     gateway_max_body_bytes: int = 8 * 1024 * 1024
+    # The compatibility APIs (gateway/README.md): Judge0's under judge0_prefix, Piston's under
+    # piston_prefix, on the gateway's port; "" serves one at the root, beside /v1.
+    judge0_enabled: bool = True
+    judge0_prefix: str = "/judge0"
+    piston_enabled: bool = True
+    piston_prefix: str = "/piston"
     # Rate limits (gateway/ratelimit.py), one token bucket per tenant. With API keys configured every
     # tenant gets rate_limit_per_min (refill) and rate_limit_burst (bucket size). With no keys (the
     # embedded dev mode, loopback only) nothing is limited: one local user, whose backlog waits in
